@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdio>
+#include <sstream>
 #include <string>
 
 #include "args.hpp"
@@ -17,9 +18,9 @@
 namespace genscope::cli {
 
 inline std::string join_floats(const std::vector<float>& v) {
-  std::string s;
-  for (float x : v) s += (s.empty() ? "" : ",") + cat(x);
-  return s;
+  std::ostringstream os;
+  for (size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
+  return os.str();
 }
 
 inline int run_preprocess(int argc, char** argv) {

@@ -365,16 +365,7 @@ class Tensor {
       visit_dtype(src.dtype_, [&](auto src_tag) {
         using To = decltype(dst_tag);
         using From = decltype(src_tag);
-        auto* out = static_cast<To*>(byte_ptr());
-        const auto* in = static_cast<const From*>(src.byte_ptr());
-        for_each_index([&](const int64_t* idx) {
-          int64_t o = 0, i = 0;
-          for (int d = 0; d < dim(); ++d) {
-            o += idx[d] * strides_[d];
-            i += idx[d] * src.strides_[d];
-          }
-          out[o] = convert_element<To>(in[i]);
-        });
+        copy_convert<To, From>(*this, src);
       });
     });
   }
@@ -493,17 +484,31 @@ class Tensor {
     return new_d == -1;
   }
 
-  // Call f(index) for every multi-index in row-major order.
-  template <class F>
-  void for_each_index(F&& f) const {
-    std::array<int64_t, kMaxDims> idx{};
-    const int64_t n = numel();
-    for (int64_t k = 0; k < n; ++k) {
-      f(idx.data());
-      for (int d = dim() - 1; d >= 0; --d) {
-        if (++idx[static_cast<size_t>(d)] < shape_[d]) break;
-        idx[static_cast<size_t>(d)] = 0;
+  // dst[i] = convert(src[i]) for every element. Contiguous pairs run as one flat loop; otherwise
+  // the innermost dim is the inner loop and the outer index is decoded once per row. Serial on
+  // purpose: core/tensor.hpp stays free of the thread pool, and ops parallelise at their level.
+  template <class To, class From>
+  static void copy_convert(Tensor& dst, const Tensor& src) {
+    auto* out = static_cast<To*>(dst.byte_ptr());
+    const auto* in = static_cast<const From*>(src.byte_ptr());
+    const int64_t n = dst.numel();
+    if (dst.is_contiguous() && src.is_contiguous()) {
+      for (int64_t i = 0; i < n; ++i) out[i] = convert_element<To>(in[i]);
+      return;
+    }
+    const int nd = dst.dim();
+    const int64_t inner = nd ? dst.shape_[nd - 1] : 1;
+    const int64_t so = nd ? dst.strides_[nd - 1] : 1, si = nd ? src.strides_[nd - 1] : 1;
+    const int64_t rows = inner ? n / inner : 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t o = 0, i = 0, rest = r;
+      for (int d = nd - 2; d >= 0; --d) {
+        const int64_t k = rest % dst.shape_[d];
+        rest /= dst.shape_[d];
+        o += k * dst.strides_[d];
+        i += k * src.strides_[d];
       }
+      for (int64_t j = 0; j < inner; ++j) out[o + j * so] = convert_element<To>(in[i + j * si]);
     }
   }
 
