@@ -19,6 +19,7 @@ namespace genscope::cli {
 
 inline std::string join_floats(const std::vector<float>& v) {
   std::ostringstream os;
+  os.precision(9);  // enough digits to read the same float32 back
   for (size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
   return os.str();
 }
