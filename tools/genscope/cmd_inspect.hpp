@@ -12,6 +12,18 @@
 
 namespace genscope::cli {
 
+// Metadata values are free text; control characters are shown escaped so one value stays one line.
+inline std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c < 0x20 || c == 0x7F) out += cat("\\x", "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]);
+    else out += static_cast<char>(c);
+  }
+  return out;
+}
+
 inline void print_safetensors(const std::string& path) {
   SafetensorsFile file = SafetensorsFile::open(path);
   const auto& names = file.names();
@@ -21,7 +33,7 @@ inline void print_safetensors(const std::string& path) {
               static_cast<unsigned long long>(total));
   if (!file.metadata().empty()) {
     std::printf("metadata:\n");
-    for (const auto& [key, value] : file.metadata()) std::printf("  %s: %s\n", key.c_str(), value.c_str());
+    for (const auto& [key, value] : file.metadata()) std::printf("  %s: %s\n", printable(key).c_str(), printable(value).c_str());
   }
   size_t width = 4;
   for (const auto& name : names) width = std::max(width, name.size());
