@@ -49,7 +49,7 @@ step "fuzzers"
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGENSCOPE_FUZZ=ON \
   -DGENSCOPE_CUDA=OFF -DGENSCOPE_BUILD_TESTS=OFF -DGENSCOPE_BUILD_TOOLS=OFF -DGENSCOPE_BUILD_EXAMPLES=OFF -DGENSCOPE_BUILD_BENCH=OFF
 cmake --build build-fuzz -j "$jobs"
-for target in safetensors image; do
+for target in safetensors image torch_checkpoint; do
   work=$(mktemp -d)  # new inputs go here; the committed corpus is only read
   build-fuzz/tests/fuzz_$target -max_total_time="${GENSCOPE_FUZZ_SECONDS:-60}" -rss_limit_mb=2048 \
     -artifact_prefix=build-fuzz/ -print_final_stats=1 "$work" "tests/fuzz/corpus/$target" 2>&1 | tail -n 12

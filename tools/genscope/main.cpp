@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "args.hpp"
+#include "cmd_convert.hpp"
 #include "cmd_inspect.hpp"
 #include "cmd_preprocess.hpp"
 
@@ -23,6 +24,7 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"convert", "convert PyTorch checkpoints (.pth/.ckpt) to safetensors, executing nothing", genscope::cli::run_convert},
     {"inspect", "list and validate the tensors of safetensors files", genscope::cli::run_inspect},
     {"preprocess", "write the tensor a model sees for an image (resize, crop, normalise)", genscope::cli::run_preprocess},
 };
