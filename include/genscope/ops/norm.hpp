@@ -1,0 +1,116 @@
+// genscope/ops/norm.hpp — LayerNorm and GroupNorm (CPU, f32 compute).
+//
+//   Tensor layer_norm(x, weight, bias, eps = 1e-5)
+//       torch.nn.functional.layer_norm over the LAST dim: y = (x − mean) / √(var + eps) · w + b,
+//       var biased (÷ n). x any strides, f32/f16/bf16; weight and bias [n] or undefined (no
+//       affine); result contiguous f32.
+//   Tensor group_norm(x, groups, weight, bias, eps = 1e-5, fuse_silu = false)
+//       torch.nn.functional.group_norm on x [N, C, *spatial] (NCHW): each of the `groups` groups of
+//       C / groups consecutive channels is normalised over (its channels × spatial) with the
+//       biased variance, then y · w[c] + b[c]; with fuse_silu, SiLU(y) in the same pass (the SD VAE
+//       runs GroupNorm → SiLU in every ResNet block). Non-contiguous x is copied once; f16/bf16
+//       groups are converted on the fly into a per-thread buffer.
+//   void layer_norm_row(x, n, w, b, eps, out)   one row, raw pointers (kernel tests' reference)
+//
+// Statistics are two-pass (mean, then Σ(x − mean)²) with block sums in double and the mean kept
+// as float hi + lo (ops/elementwise.hpp, SplitMean), so rows with a large offset keep full
+// precision (torch's f32 kernels lose ~1e-2 on 1000 ± 0.01; the fixture for that case is torch in f64).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "genscope/core/error.hpp"
+#include "genscope/core/tensor.hpp"
+#include "genscope/core/thread_pool.hpp"
+#include "genscope/ops/activation.hpp"
+#include "genscope/ops/elementwise.hpp"
+
+namespace genscope::ops {
+
+// One LayerNorm row: out = (x − mean) · rstd · w + b; w and b may be null (1 and 0).
+inline void layer_norm_row(const float* x, int64_t n, const float* w, const float* b, float eps, float* out) {
+  const SplitMean mean(sum_blocked(x, n) / static_cast<double>(n));
+  const double var = sum_squared_deviation(x, n, mean) / static_cast<double>(n);
+  const float rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+  if (w && b)
+    for (int64_t i = 0; i < n; ++i) out[i] = mean.deviation(x[i]) * rstd * w[i] + b[i];
+  else if (w)
+    for (int64_t i = 0; i < n; ++i) out[i] = mean.deviation(x[i]) * rstd * w[i];
+  else if (b)
+    for (int64_t i = 0; i < n; ++i) out[i] = mean.deviation(x[i]) * rstd + b[i];
+  else
+    for (int64_t i = 0; i < n; ++i) out[i] = mean.deviation(x[i]) * rstd;
+}
+
+// An optional affine parameter as contiguous f32 of `n` elements (undefined stays undefined).
+inline Tensor affine_param(const Tensor& p, int64_t n, const char* op, const char* what) {
+  if (!p.defined()) return p;
+  require_float(p, op, what);
+  if (p.dim() != 1 || p.size(0) != n) fail<ShapeError>(op, ": ", what, " is ", p.str(), "; expected [", n, "]");
+  return p.dtype() == DType::F32 ? p.contiguous() : p.to(DType::F32);
+}
+
+inline Tensor layer_norm(const Tensor& x, const Tensor& weight = {}, const Tensor& bias = {}, float eps = 1e-5f) {
+  require_float(x, "layer_norm", "x");
+  if (x.dim() == 0) fail<ShapeError>("layer_norm: x is a 0-dim tensor; it normalises the last dim");
+  const int64_t n = x.size(-1);
+  const Tensor w = affine_param(weight, n, "layer_norm", "weight"), b = affine_param(bias, n, "layer_norm", "bias");
+  Tensor out = Tensor::empty(x.shape(), DType::F32);
+  if (out.numel() == 0) return out;
+  const int64_t rows = out.numel() / n, stride = x.stride(-1);
+  const float* pw = w.defined() ? w.data<float>() : nullptr;
+  const float* pb = b.defined() ? b.data<float>() : nullptr;
+  float* o = out.data<float>();
+  parallel_for(0, rows, std::max<int64_t>(1, 4096 / n), [&](int64_t r0, int64_t r1) {
+    std::vector<float> buf;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = to_float_row(x, outer_offset(x.shape(), x.strides(), x.dim() - 1, r), n, stride, buf);
+      layer_norm_row(row, n, pw, pb, eps, o + r * n);
+    }
+  });
+  return out;
+}
+
+inline Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight = {}, const Tensor& bias = {},
+                         float eps = 1e-5f, bool fuse_silu = false) {
+  require_float(x, "group_norm", "x");
+  if (x.dim() < 2) fail<ShapeError>("group_norm: x is ", x.str(), "; expected [N, C, *spatial]");
+  const int64_t batch = x.size(0), channels = x.size(1);
+  if (groups <= 0 || channels % groups != 0)
+    fail<ShapeError>("group_norm: ", channels, " channels of x ", x.str(), " do not split into ", groups, " groups");
+  const Tensor w = affine_param(weight, channels, "group_norm", "weight");
+  const Tensor b = affine_param(bias, channels, "group_norm", "bias");
+  Tensor out = Tensor::empty(x.shape(), DType::F32);
+  if (out.numel() == 0) return out;
+  const Tensor xc = x.contiguous();
+  const int64_t spatial = channels ? out.numel() / (batch * channels) : 0;
+  const int64_t per_group = channels / groups, block = per_group * spatial;
+  const float* pw = w.defined() ? w.data<float>() : nullptr;
+  const float* pb = b.defined() ? b.data<float>() : nullptr;
+  float* o = out.data<float>();
+  parallel_for(0, batch * groups, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> buf;
+    for (int64_t t = t0; t < t1; ++t) {
+      // Group t covers channels [g·per_group, (g+1)·per_group) of sample t / groups: one
+      // contiguous block of per_group × spatial elements.
+      const float* src = to_float_row(xc, t * block, block, 1, buf);
+      const SplitMean mean(sum_blocked(src, block) / static_cast<double>(block));
+      const double var = sum_squared_deviation(src, block, mean) / static_cast<double>(block);
+      const float rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+      const int64_t c0 = (t % groups) * per_group;
+      for (int64_t c = 0; c < per_group; ++c) {
+        const float wc = pw ? pw[c0 + c] : 1.0f, bc = pb ? pb[c0 + c] : 0.0f;
+        const float* xs = src + c * spatial;
+        float* ys = o + t * block + c * spatial;
+        for (int64_t i = 0; i < spatial; ++i) ys[i] = mean.deviation(xs[i]) * rstd * wc + bc;
+        if (fuse_silu)
+          for (int64_t i = 0; i < spatial; ++i) ys[i] = ys[i] / (1.0f + exp_f32(-ys[i]));  // SiLU, vectorised
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace genscope::ops
