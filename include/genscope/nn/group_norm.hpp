@@ -1,0 +1,35 @@
+// genscope/nn/group_norm.hpp — torch.nn.GroupNorm as a layer, optionally followed by SiLU in the
+// same pass (every norm in the SD VAE is followed by SiLU except the attention's).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "genscope/core/tensor.hpp"
+#include "genscope/nn/conv2d.hpp"
+#include "genscope/ops/norm.hpp"
+
+namespace genscope::nn {
+
+struct GroupNorm {
+  Tensor weight, bias;  // [channels] f32
+  int64_t groups = 32;
+  float eps = 1e-6f;
+
+  template <class Source>
+  static GroupNorm load(const Source& w, const std::string& name, int64_t channels, int64_t groups, float eps) {
+    if (groups <= 0 || channels % groups != 0)
+      fail<FormatError>(w.scope(name).key("weight"), ": ", channels, " channels do not split into ", groups, " groups");
+    GroupNorm n;
+    const Source s = w.scope(name);
+    n.weight = as_f32(s.get("weight", {channels}));
+    n.bias = as_f32(s.get("bias", {channels}));
+    n.groups = groups;
+    n.eps = eps;
+    return n;
+  }
+
+  Tensor operator()(const Tensor& x, bool silu = false) const { return ops::group_norm(x, groups, weight, bias, eps, silu); }
+};
+
+}  // namespace genscope::nn
