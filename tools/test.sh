@@ -3,9 +3,10 @@
 #   1. installs missing Debian packages (tools/setup.sh --tests);
 #   2. configures, builds and runs ctest (all labels; the nvcc tests when the CUDA toolkit is found);
 #   3. installs genscope and builds a consumer with find_package(genscope), and one with add_subdirectory;
-#   4. builds the tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them;
+#   4. builds the tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them, and the
+#      emulated CUDA kernel tests (label simt) with ThreadSanitizer;
 #   5. runs each libFuzzer target for GENSCOPE_FUZZ_SECONDS (default 60) from its committed corpus.
-# Options: --quick runs steps 1-2 only. Build folders: build/, build-asan/, build-fuzz/.
+# Options: --quick runs steps 1-2 only. Build folders: build/, build-asan/, build-tsan/, build-fuzz/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -44,6 +45,12 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGENSCOPE_SANITIZE=O
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE slow
+
+step "emulated CUDA kernels under ThreadSanitizer (a missing __syncthreads is a data race)"
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGENSCOPE_TSAN=ON -DGENSCOPE_CUDA=OFF \
+  -DGENSCOPE_BUILD_TOOLS=OFF -DGENSCOPE_BUILD_BENCH=OFF -DGENSCOPE_BUILD_EXAMPLES=OFF
+cmake --build build-tsan -j "$jobs" --target genscope_simt_tests
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j "$jobs" -L simt
 
 step "fuzzers"
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGENSCOPE_FUZZ=ON \

@@ -8,8 +8,13 @@
 
 #include "args.hpp"
 #include "cmd_convert.hpp"
+#include "cmd_features.hpp"
+#include "cmd_eval.hpp"
+#include "cmd_fit.hpp"
 #include "cmd_inspect.hpp"
 #include "cmd_preprocess.hpp"
+#include "cmd_reconstruct.hpp"
+#include "cmd_score.hpp"
 
 #ifndef GENSCOPE_VERSION
 #define GENSCOPE_VERSION "unknown"
@@ -25,8 +30,13 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"convert", "convert PyTorch checkpoints (.pth/.ckpt) to safetensors, executing nothing", genscope::cli::run_convert},
+    {"eval", "print accuracy, AP and ROC-AUC of score files, per group", genscope::cli::run_eval},
+    {"fit", "fit a detector head (svm, probe, gmm) on feature files", genscope::cli::run_fit},
+    {"features", "one feature row per image from a ViT (AIM, CLIP, SPAI's ViT, timm)", genscope::cli::run_features},
     {"inspect", "list and validate the tensors of safetensors files", genscope::cli::run_inspect},
     {"preprocess", "write the tensor a model sees for an image (resize, crop, normalise)", genscope::cli::run_preprocess},
+    {"reconstruct", "SD VAE round trip of every image in a folder (UAR/RAID negatives)", genscope::cli::run_reconstruct},
+    {"score", "score feature rows with a detector head: name,score,generated CSV", genscope::cli::run_score},
 };
 
 void print_usage(std::FILE* out) {
