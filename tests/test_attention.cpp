@@ -14,37 +14,20 @@
 #include "genscope/core/tensor.hpp"
 #include "genscope/io/safetensors.hpp"
 #include "genscope/ops/attention.hpp"
+#include "support.hpp"
 
 using namespace genscope;
 
 namespace {
 
-const SafetensorsFile& fixtures() {
-  static const SafetensorsFile file(std::string(GENSCOPE_TEST_DATA) + "/ops/attention.safetensors");
-  return file;
-}
+const SafetensorsFile& fixtures() { return test::fixture_file("ops/attention.safetensors"); }
 Tensor fx(const std::string& name) { return fixtures().get(name); }
 
-Tensor random_normal(Shape shape, uint32_t seed, float scale = 1.0f) {
-  Tensor t = Tensor::empty(shape, DType::F32);
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-  return t;
-}
+using test::random_normal;
 
+// max |got − want| / max |want|; a NaN in either fails the test case.
 double relative_error(const Tensor& got, const Tensor& want) {
-  REQUIRE(got.shape() == want.shape());
-  const Tensor g = got.to(DType::F32), w = want.to(DType::F32);
-  double max_diff = 0, max_want = 0;
-  for (int64_t i = 0; i < g.numel(); ++i) {
-    const float a = g.data<float>()[i], b = w.data<float>()[i];
-    REQUIRE(!std::isnan(a));
-    REQUIRE(!std::isnan(b));
-    max_diff = std::max(max_diff, std::fabs(static_cast<double>(a) - b));
-    max_want = std::max(max_want, std::fabs(static_cast<double>(b)));
-  }
-  return max_want > 0 ? max_diff / max_want : max_diff;
+  return test::relative_error(got, want, test::NanRule::forbidden);
 }
 
 constexpr double kTol = 1e-5;

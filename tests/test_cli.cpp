@@ -3,59 +3,25 @@
 // written byte by byte from the format's definition, not by genscope's writer.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "genscope/io/safetensors.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
+namespace gt = genscope::test;
+using Result = gt::CommandResult;
+
+Result run(const std::string& args) { return gt::run_cli(args); }
+
+struct TempDir : gt::TempDir {
+  TempDir() : gt::TempDir("genscope-cli") {}
 };
-
-Result run(const std::string& args) {
-  const std::string command = std::string(GENSCOPE_CLI) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-// A scratch folder per test case, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "genscope-cli-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // A safetensors file from its definition: u64 little-endian header length, JSON header, data.
 std::string safetensors_bytes(const std::string& header, const std::string& data) {
@@ -104,7 +70,7 @@ TEST_CASE("a subcommand's --help exits 0 and lists its options") {
 
 TEST_CASE("inspect lists names, dtypes, shapes, bytes and metadata of a valid file") {
   TempDir dir;
-  write_bytes(dir.file("ok.safetensors"), valid_file());
+  gt::write_file(dir.file("ok.safetensors"), valid_file());
   const Result r = run(dir.file("ok.safetensors"));
   CHECK(r.exit_code == 1);  // a path is not a command
   const Result ok = run("inspect " + dir.file("ok.safetensors"));
@@ -119,7 +85,7 @@ TEST_CASE("inspect lists names, dtypes, shapes, bytes and metadata of a valid fi
 TEST_CASE("inspect of a truncated file exits 2 naming the file and the tensor") {
   TempDir dir;
   const std::string path = dir.file("cut.safetensors");
-  write_bytes(path, safetensors_bytes(kValidHeader, std::string(20, '\0')));
+  gt::write_file(path, safetensors_bytes(kValidHeader, std::string(20, '\0')));
   const Result r = run("inspect " + path);
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("cut.safetensors") != std::string::npos);
@@ -127,7 +93,7 @@ TEST_CASE("inspect of a truncated file exits 2 naming the file and the tensor") 
 
 TEST_CASE("inspect goes on after a bad file and still exits 2") {
   TempDir dir;
-  write_bytes(dir.file("ok.safetensors"), valid_file());
+  gt::write_file(dir.file("ok.safetensors"), valid_file());
   const Result r = run("inspect " + dir.file("missing.safetensors") + " " + dir.file("ok.safetensors"));
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("missing.safetensors") != std::string::npos);
@@ -145,12 +111,12 @@ TEST_CASE("preprocess without --out or with a bad option value is a usage error"
 
 TEST_CASE("preprocess of a file that is not an image exits 2 and leaves the output untouched") {
   TempDir dir;
-  write_bytes(dir.file("fake.jpg"), "this is not a JPEG");
-  write_bytes(dir.file("out.safetensors"), "previous contents");
+  gt::write_file(dir.file("fake.jpg"), "this is not a JPEG");
+  gt::write_file(dir.file("out.safetensors"), "previous contents");
   const Result r = run("preprocess " + dir.file("fake.jpg") + " --out " + dir.file("out.safetensors"));
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("fake.jpg") != std::string::npos);
-  CHECK(read_bytes(dir.file("out.safetensors")) == "previous contents");
+  CHECK(gt::read_file(dir.file("out.safetensors")) == "previous contents");
   CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 2);  // no temp file left
 }
 

@@ -13,6 +13,7 @@
 #include "genscope/core/tensor.hpp"
 #include "genscope/io/safetensors.hpp"
 #include "genscope/ops/conv2d.hpp"
+#include "support.hpp"
 
 using namespace genscope;
 
@@ -21,16 +22,7 @@ namespace {
 const std::string kFixtures = std::string(GENSCOPE_TEST_DATA) + "/conv2d/conv2d.safetensors";
 constexpr double kTolerance = 1e-5;
 
-double relative_error(const Tensor& got, const Tensor& want) {
-  REQUIRE(got.shape() == want.shape());
-  const Tensor g = got.to(DType::F32), w = want.to(DType::F32);
-  double diff = 0, scale = 0;
-  for (int64_t i = 0; i < g.numel(); ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(g.data<float>()[i]) - w.data<float>()[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(w.data<float>()[i])));
-  }
-  return scale == 0 ? diff : diff / scale;
-}
+using test::relative_error;  // max|got − want| / max|want|
 
 Tensor random_tensor(Shape shape, std::mt19937& rng) {
   Tensor t = Tensor::empty(shape, DType::F32);

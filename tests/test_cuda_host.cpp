@@ -12,6 +12,7 @@
 #include "genscope/cuda/ops.hpp"
 #include "genscope/cuda/runtime.hpp"
 #include "genscope/ops/softmax.hpp"
+#include "support.hpp"
 
 using namespace genscope;
 
@@ -30,14 +31,7 @@ Tensor ramp(Shape shape) {
   return t;
 }
 
-std::string error_of(auto&& call) {
-  try {
-    call();
-  } catch (const DeviceError& e) {
-    return e.what();
-  }
-  return "(no DeviceError)";
-}
+std::string error_of(auto&& call) { return test::message_of<DeviceError>(call, "(no DeviceError)"); }
 
 }  // namespace
 

@@ -12,12 +12,7 @@
 //   shared_svm — the same split for the SVM with RAID's settings.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -28,6 +23,7 @@
 #include "genscope/detect/any_head.hpp"
 #include "genscope/detect/metrics.hpp"
 #include "genscope/io/npy.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using namespace genscope;
@@ -37,25 +33,9 @@ namespace {
 
 const std::string kData = std::string(GENSCOPE_TEST_DATA) + "/detect/";
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "genscope-detect-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("genscope-detect") {}
 };
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // A .npy file from NEP 1: magic, version 1.0, u16 header length, dict padded to 64 bytes, data.
 std::string npy_bytes(const std::string& dict, const std::string& data) {
@@ -88,24 +68,9 @@ FeatureMatrix matrix(const SafetensorsFile& f, const std::string& name) {
   return features_from_tensor(f.get(name), f.path() + ":" + name);
 }
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
 bool have_cli() { return std::string(GENSCOPE_CLI).size() > 0 && fs::exists(GENSCOPE_CLI); }
 
-Result cli(const std::string& args) {
-  const std::string command = std::string(GENSCOPE_CLI) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+test::CommandResult cli(const std::string& args) { return test::run_cli(args); }
 
 // Two well-separated Gaussian blobs: real around −1, generated around +1 in every feature.
 FeatureMatrix blob(int64_t rows, int64_t cols, float centre, unsigned seed) {
@@ -128,7 +93,7 @@ double count_correct(const std::vector<double>& s, double threshold, bool genera
 TEST_SUITE("detect") {
   TEST_CASE("npy reader reads a little-endian f4 matrix written from the format's definition") {
     TempDir tmp;
-    write_bytes(tmp.file("a.npy"), npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
+    test::write_file(tmp.file("a.npy"), npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
                                              f32_bytes({1, 2, 3, 4, 5, 6})));
     const Tensor t = load_npy(tmp.file("a.npy"));
     CHECK(t.shape() == Shape{2, 3});
@@ -137,9 +102,9 @@ TEST_SUITE("detect") {
 
   TEST_CASE("npy reader refuses fortran order, big-endian data and a short data section") {
     TempDir tmp;
-    write_bytes(tmp.file("f.npy"), npy_bytes("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }", f32_bytes({1, 2})));
-    write_bytes(tmp.file("b.npy"), npy_bytes("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", f32_bytes({1, 2})));
-    write_bytes(tmp.file("s.npy"), npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", f32_bytes({1, 2})));
+    test::write_file(tmp.file("f.npy"), npy_bytes("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }", f32_bytes({1, 2})));
+    test::write_file(tmp.file("b.npy"), npy_bytes("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", f32_bytes({1, 2})));
+    test::write_file(tmp.file("s.npy"), npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", f32_bytes({1, 2})));
     CHECK_THROWS_WITH_AS(load_npy(tmp.file("f.npy")), doctest::Contains("fortran_order"), FormatError);
     CHECK_THROWS_WITH_AS(load_npy(tmp.file("b.npy")), doctest::Contains("'>f4'"), FormatError);
     CHECK_THROWS_WITH_AS(load_npy(tmp.file("s.npy")), doctest::Contains("do not match"), FormatError);
@@ -148,8 +113,8 @@ TEST_SUITE("detect") {
   TEST_CASE("a folder of npy files reads as one row per file, sorted, named by file") {
     TempDir tmp;
     const std::string d = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
-    write_bytes(tmp.file("b.npy"), npy_bytes(d, f32_bytes({3, 4})));
-    write_bytes(tmp.file("a.npy"), npy_bytes(d, f32_bytes({1, 2})));
+    test::write_file(tmp.file("b.npy"), npy_bytes(d, f32_bytes({3, 4})));
+    test::write_file(tmp.file("a.npy"), npy_bytes(d, f32_bytes({1, 2})));
     const FeatureMatrix m = read_features(tmp.path.string());
     CHECK(m.rows == 2);
     CHECK(m.names == std::vector<std::string>{"a.npy", "b.npy"});
@@ -393,7 +358,7 @@ TEST_SUITE("cli") {
       REQUIRE_MESSAGE(r.exit_code == 0, r.output);
       REQUIRE(cli("score --model " + tmp.file("m.safetensors") + " --features " + f + ":real --output " + tmp.file("r.csv")).exit_code == 0);
       REQUIRE(cli("score --model " + tmp.file("m.safetensors") + " --features " + f + ":fake --output " + tmp.file("sd.csv")).exit_code == 0);
-      const std::string csv = read_text(tmp.file("r.csv"));
+      const std::string csv = test::read_file(tmp.file("r.csv"));
       CHECK(csv.starts_with("name,score,generated\n0,"));
       CHECK(std::count(csv.begin(), csv.end(), '\n') == 31);
       const auto e = cli("eval --real " + tmp.file("r.csv") + " --fake " + tmp.file("sd.csv"));
@@ -409,8 +374,8 @@ TEST_SUITE("cli") {
   TEST_CASE("eval with a labels file reads groups from it") {
     if (!have_cli()) return;
     TempDir tmp;
-    write_bytes(tmp.file("s.csv"), "name,score,generated\na,0.9,1\nb,0.2,0\nc,0.4,0\n");
-    write_bytes(tmp.file("l.csv"), "name,label,group\na,1,sdxl\nb,0,real\nc,1,midjourney\n");
+    test::write_file(tmp.file("s.csv"), "name,score,generated\na,0.9,1\nb,0.2,0\nc,0.4,0\n");
+    test::write_file(tmp.file("l.csv"), "name,label,group\na,1,sdxl\nb,0,real\nc,1,midjourney\n");
     const auto r = cli("eval --scores " + tmp.file("s.csv") + " --labels " + tmp.file("l.csv"));
     CHECK(r.exit_code == 0);
     CHECK(r.output.find("midjourney") != std::string::npos);
@@ -424,7 +389,7 @@ TEST_SUITE("cli") {
     CHECK(cli("fit tree --real x --out y").exit_code == 1);
     CHECK(cli("fit probe --real x --fake y --out z --kernel rbf").exit_code == 1);  // an svm option
     CHECK(cli("fit gmm --real x --out z --covariance round").exit_code == 1);
-    write_bytes(tmp.file("bad.safetensors"), "not a safetensors file");
+    test::write_file(tmp.file("bad.safetensors"), "not a safetensors file");
     const auto r = cli("fit svm --real " + tmp.file("bad.safetensors") + " --fake " + tmp.file("bad.safetensors") + " --out " + tmp.file("m.safetensors"));
     CHECK(r.exit_code == 2);
     CHECK(r.output.find("bad.safetensors") != std::string::npos);
@@ -433,7 +398,7 @@ TEST_SUITE("cli") {
     CHECK(s.exit_code == 2);
     CHECK(s.output.find("none.safetensors") != std::string::npos);
     CHECK_FALSE(fs::exists(tmp.file("s.csv")));
-    write_bytes(tmp.file("s.csv"), "name,score\n");
+    test::write_file(tmp.file("s.csv"), "name,score\n");
     CHECK(cli("eval --real " + tmp.file("s.csv") + " --fake " + tmp.file("s.csv")).exit_code == 2);
   }
 }

@@ -4,65 +4,35 @@
 // row order, skipped images, and exit codes (0 ok, 1 usage, 2 input).
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
-#include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "genscope/io/json.hpp"
 #include "genscope/io/safetensors.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using namespace genscope;
 
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
+using Result = test::CommandResult;
 
 // genscope features ARGS, as a script runs it.
-Result run(const std::string& args) {
-  const std::string command = std::string(GENSCOPE_CLI) + " features " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+Result run(const std::string& args) { return test::run_cli("features " + args); }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "genscope-features-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("genscope-features") {}
 };
 
 const std::string kData = GENSCOPE_TEST_DATA;
 const std::string kImage = kData + "/images/rgb.png";
 const std::string kTimm = "--arch timm-vit --weights " + kData + "/vit/timm-vit.safetensors --heads 2";
 
+// max|a − e| / max|e|, not finite when max|e| is 0.
 double relative_error(const Tensor& a, const Tensor& e) {
-  REQUIRE(a.shape() == e.shape());
-  double diff = 0, scale = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    diff = std::max(diff, std::abs(static_cast<double>(a.data<float>()[i]) - e.data<float>()[i]));
-    scale = std::max(scale, std::abs(static_cast<double>(e.data<float>()[i])));
-  }
-  return diff / scale;
+  return test::relative_error(a, e, test::NanRule::unchecked, test::ZeroScale::divide);
 }
 
 std::vector<std::string> paths_of(const SafetensorsFile& f) {

@@ -17,35 +17,16 @@
 #include "genscope/core/tensor.hpp"
 #include "genscope/io/safetensors.hpp"
 #include "genscope/ops/fft.hpp"
+#include "support.hpp"
 
 using namespace genscope;
 
 namespace {
 
-const SafetensorsFile& fixtures() {
-  static const SafetensorsFile file(std::string(GENSCOPE_TEST_DATA) + "/ops/fft.safetensors");
-  return file;
-}
-Tensor fx(const std::string& name) { return fixtures().get(name); }
+Tensor fx(const std::string& name) { return test::fixture("ops/fft.safetensors", name); }
 
-Tensor random_normal(Shape shape, uint32_t seed) {
-  Tensor t = Tensor::empty(shape, DType::F32);
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-  return t;
-}
-
-double relative_error(const Tensor& got, const Tensor& want) {
-  REQUIRE(got.shape() == want.shape());
-  const Tensor g = got.to(DType::F32), w = want.to(DType::F32);
-  double max_diff = 0, max_want = 0;
-  for (int64_t i = 0; i < g.numel(); ++i) {
-    max_diff = std::max(max_diff, std::fabs(static_cast<double>(g.data<float>()[i]) - w.data<float>()[i]));
-    max_want = std::max(max_want, std::fabs(static_cast<double>(w.data<float>()[i])));
-  }
-  return max_want > 0 ? max_diff / max_want : max_diff;
-}
+using test::random_normal;
+using test::relative_error;  // max |got − want| / max |want|
 
 // The DFT by its definition, X_k = Σ_j x_j e^{sign·2πi·jk/n}, with the phase reduced mod n exactly.
 std::vector<ops::cdouble> direct_dft(const std::vector<ops::cdouble>& x, int sign) {

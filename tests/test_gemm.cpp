@@ -14,6 +14,7 @@
 #include "genscope/core/tensor.hpp"
 #include "genscope/io/safetensors.hpp"
 #include "genscope/ops/gemm.hpp"
+#include "support.hpp"
 
 using namespace genscope;
 using ops::Trans;
@@ -23,27 +24,7 @@ namespace {
 const std::string kFixtures = std::string(GENSCOPE_TEST_DATA) + "/gemm/gemm.safetensors";
 constexpr double kTolerance = 1e-5;
 
-// max|got − want| / max|want|; shapes must agree.
-double relative_error(const Tensor& got, const Tensor& want) {
-  REQUIRE(got.shape() == want.shape());
-  const Tensor g = got.to(DType::F32), w = want.to(DType::F32);
-  double diff = 0, scale = 0;
-  for (int64_t i = 0; i < g.numel(); ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(g.data<float>()[i]) - w.data<float>()[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(w.data<float>()[i])));
-  }
-  return scale == 0 ? diff : diff / scale;
-}
-
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  REQUIRE(got.size() == want.size());
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - want[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
-  }
-  return scale == 0 ? diff : diff / scale;
-}
+using test::relative_error;  // max|got − want| / max|want|
 
 std::vector<float> random_vector(size_t n, std::mt19937& rng) {
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);

@@ -3,40 +3,27 @@
 // joining rule (prefix "." name), stated in the header.
 #include <doctest/doctest.h>
 
-#include <cstdlib>
-#include <filesystem>
 #include <string>
 
 #include "genscope/nn/weights.hpp"
+#include "support.hpp"
 
 using namespace genscope;
-namespace fs = std::filesystem;
 
 namespace {
 
 struct Checkpoint {
-  std::string dir, path;
+  test::TempDir dir{"genscope-weights"};
+  std::string path = dir.file("model.safetensors");
   Checkpoint() {
-    std::string tmpl = (fs::temp_directory_path() / "genscope-weights-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    dir = tmpl;
-    path = dir + "/model.safetensors";
     Tensor w = Tensor::zeros({4, 3}, DType::F32);
     w.data<float>()[5] = 2.5f;
     save_safetensors(path, {{"blocks.0.attn.qkv.weight", w}, {"blocks.0.attn.qkv.bias", Tensor::zeros({4}, DType::F32)},
                             {"norm.weight", Tensor::zeros({3}, DType::F16)}});
   }
-  ~Checkpoint() { fs::remove_all(dir); }
 };
 
-std::string message_of(auto&& fn) {
-  try {
-    fn();
-  } catch (const FormatError& e) {
-    return e.what();
-  }
-  return "(no FormatError)";
-}
+std::string message_of(auto&& fn) { return test::message_of<FormatError>(fn, "(no FormatError)"); }
 
 }  // namespace
 

@@ -20,16 +20,13 @@
 #include "genscope/ops/similarity.hpp"
 #include "genscope/ops/softmax.hpp"
 #include "genscope/ops/upsample.hpp"
+#include "support.hpp"
 
 using namespace genscope;
 
 namespace {
 
-const SafetensorsFile& fixtures() {
-  static const SafetensorsFile file(std::string(GENSCOPE_TEST_DATA) + "/ops/ops.safetensors");
-  return file;
-}
-Tensor fx(const std::string& name) { return fixtures().get(name); }
+Tensor fx(const std::string& name) { return test::fixture("ops/ops.safetensors", name); }
 
 Tensor from(Shape shape, std::vector<float> values) {
   Tensor t = Tensor::empty(shape, DType::F32);
@@ -40,21 +37,7 @@ Tensor from(Shape shape, std::vector<float> values) {
 
 // max |got − want| / max |want| over all elements, after checking shapes and NaN positions match.
 double relative_error(const Tensor& got, const Tensor& want) {
-  REQUIRE(got.shape() == want.shape());
-  const Tensor g = got.to(DType::F32), w = want.to(DType::F32);
-  double max_diff = 0, max_want = 0;
-  for (int64_t i = 0; i < g.numel(); ++i) {
-    const float a = g.data<float>()[i], b = w.data<float>()[i];
-    REQUIRE(std::isnan(a) == std::isnan(b));
-    if (std::isnan(b)) continue;
-    if (std::isinf(b)) {
-      REQUIRE(a == b);
-      continue;
-    }
-    max_diff = std::max(max_diff, std::fabs(static_cast<double>(a) - b));
-    max_want = std::max(max_want, std::fabs(static_cast<double>(b)));
-  }
-  return max_want > 0 ? max_diff / max_want : max_diff;
+  return test::relative_error(got, want, test::NanRule::same_places);
 }
 
 constexpr double kTol = 1e-5;

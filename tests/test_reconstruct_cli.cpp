@@ -3,17 +3,13 @@
 // unreadable images skipped and named with exit 2, --resume, seeded sampling, usage errors (exit 1).
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "genscope/io/image.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using namespace genscope;
@@ -23,37 +19,13 @@ namespace {
 const std::string kData = std::string(GENSCOPE_TEST_DATA) + "/vae/";
 const std::string kVae = kData + "small_diffusers.safetensors";
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
+using Result = test::CommandResult;
+
+Result run(const std::string& args) { return test::run_cli("reconstruct " + args); }
+
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("genscope-reconstruct") {}
 };
-
-Result run(const std::string& args) {
-  const std::string command = std::string(GENSCOPE_CLI) + " reconstruct " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "genscope-reconstruct-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // An input folder: sub/photo.png (the fixture image) and, optionally, an unreadable bad.jpg.
 void make_input(const fs::path& dir, bool with_bad) {
@@ -105,7 +77,7 @@ TEST_CASE("--resume leaves finished outputs alone and does the rest") {
   const Result r = run(flags(t) + " --mode --resume");
   INFO(r.output);
   CHECK(r.exit_code == 0);
-  CHECK(read_bytes(t.path / "out" / "sub" / "photo.png") == "finished earlier");
+  CHECK(test::read_file(t.path / "out" / "sub" / "photo.png") == "finished earlier");
   CHECK(fs::exists(t.path / "out" / "second.png"));
   CHECK(r.output.find("1 written, 1 already done") != std::string::npos);
 }
@@ -116,7 +88,7 @@ TEST_CASE("a seeded sample is reproducible and the seed matters") {
   REQUIRE(run(flags(a) + " --seed 3").exit_code == 0);
   REQUIRE(run(flags(b) + " --sample --seed 3").exit_code == 0);
   REQUIRE(run(flags(c) + " --seed 4").exit_code == 0);
-  const auto png = [](const TempDir& t) { return read_bytes(t.path / "out" / "sub" / "photo.png"); };
+  const auto png = [](const TempDir& t) { return test::read_file(t.path / "out" / "sub" / "photo.png"); };
   CHECK(png(a) == png(b));
   CHECK(png(a) != png(c));
 }

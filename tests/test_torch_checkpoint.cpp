@@ -10,13 +10,7 @@
 //   shared            — UAR's released linear head from ../shared/data, converted bit-exactly.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -27,6 +21,7 @@
 #include "genscope/io/safetensors.hpp"
 #include "genscope/io/torch_checkpoint.hpp"
 #include "genscope/io/zip.hpp"
+#include "support.hpp"
 
 using namespace genscope;
 using namespace std::string_literals;
@@ -35,12 +30,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kTorchData = std::string(GENSCOPE_TEST_DATA) + "/torch/";
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE_MESSAGE(in.good(), "cannot read ", path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 std::span<const uint8_t> span_of(const std::string& s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
 
@@ -62,15 +51,8 @@ const StateDictEntry* find_entry(const StateDict& sd, const std::string& name) {
   return nullptr;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "genscope-torch-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("genscope-torch") {}
 };
 
 // ---- byte builders ----------------------------------------------------------------------------
@@ -205,21 +187,9 @@ pickle::Node* load_pickle(pickle::Arena& a, const std::string& bytes) { return p
 
 // ---- CLI ----
 
-struct CliResult {
-  int exit_code;
-  std::string output;
-};
-
-CliResult cli(const std::string& args, const std::string& cwd) {
-  const std::string command = "cd '" + cwd + "' && " + std::string(GENSCOPE_CLI) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+// genscope ARGS, run in the folder CWD.
+test::CommandResult cli(const std::string& args, const std::string& cwd) {
+  return test::run_command("cd '" + cwd + "' && " + std::string(GENSCOPE_CLI) + " " + args);
 }
 
 bool have_cli() { return std::string(GENSCOPE_CLI).size() > 0; }
@@ -229,7 +199,7 @@ bool have_cli() { return std::string(GENSCOPE_CLI).size() > 0; }
 // =================================================================================================
 TEST_SUITE("parity") {
   TEST_CASE("every tensor of every torch fixture matches expected.txt") {
-    std::istringstream lines(read_file(kTorchData + "expected.txt"));
+    std::istringstream lines(test::read_file(kTorchData + "expected.txt", /*must_exist=*/true));
     std::map<std::string, std::unique_ptr<TorchCheckpoint>> files;
     std::map<std::string, StateDict> dicts;
     std::string line;
@@ -347,7 +317,7 @@ TEST_SUITE("parity") {
   }
 
   TEST_CASE("inflate matches the stored copy for stored, fixed and dynamic deflate blocks") {
-    const std::string bytes = read_file(kTorchData + "inflate_vectors.zip");
+    const std::string bytes = test::read_file(kTorchData + "inflate_vectors.zip", /*must_exist=*/true);
     ZipArchive z(span_of(bytes), "inflate_vectors.zip");
     int n = 0;
     for (const auto& e : z.entries()) {
@@ -561,7 +531,7 @@ TEST_SUITE("torch_checkpoint") {
   }
 
   TEST_CASE("zip reader: corruption is detected") {
-    std::string file = read_file(kTorchData + "zip_dtypes.pt");
+    std::string file = test::read_file(kTorchData + "zip_dtypes.pt", /*must_exist=*/true);
     // CRC: flip one byte of the first storage record's data.
     {
       ZipArchive z(span_of(file), "x");
@@ -589,7 +559,7 @@ TEST_SUITE("torch_checkpoint") {
   TEST_CASE("every truncation and many byte flips fail cleanly") {
     for (const char* name : {"zip_dtypes.pt", "legacy_dtypes.pt", "legacy_views.pt", "zip_deflated.pt"}) {
       CAPTURE(name);
-      const std::string file = read_file(kTorchData + name);
+      const std::string file = test::read_file(kTorchData + name, /*must_exist=*/true);
       auto exercise = [](const std::string& bytes) {
         try {
           auto ck = TorchCheckpoint::from_memory(span_of(bytes), "mut.pt");
@@ -705,7 +675,7 @@ TEST_SUITE("shared") {
     CHECK_FALSE(w.storage()->owns_memory());  // zero-copy view of the mapping
 
     // The raw records, read by the zip reader alone.
-    const std::string raw = read_file(path);
+    const std::string raw = test::read_file(path, /*must_exist=*/true);
     ZipArchive z(span_of(raw), path);
     const auto rw = z.stored_span(z.at("epoch_0_model/data/0"));
     const auto rb = z.stored_span(z.at("epoch_0_model/data/1"));
