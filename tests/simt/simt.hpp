@@ -558,10 +558,12 @@ struct Worker {
       f.lane = i % 32;
       f.warp = i / 32;
       f.state = State::Ready;
-      if (!f.unwound) {  // left mid-kernel by a failed launch: its frames never unwound
 #if defined(SIMT_ASAN)
-        ASAN_UNPOISON_MEMORY_REGION(f.stack, stack_size());
+      // The frames a fiber leaves on its stack are never popped (fiber_main switches away for
+      // good), so their redzones stay poisoned; unoptimised builds give every frame redzones.
+      ASAN_UNPOISON_MEMORY_REGION(f.stack, stack_size());
 #endif
+      if (!f.unwound) {  // left mid-kernel by a failed launch: its frames never unwound
 #if defined(SIMT_TSAN)
         f.tsan = __tsan_create_fiber(0);  // the old one still holds ignores; leak it
 #endif
