@@ -187,11 +187,9 @@ BENCHMARK(BM_cosine_similarity)->Name("cosine_similarity")->ArgNames({"rows", "d
 
 // ---- attention ---------------------------------------------------------------------------------
 
-void BM_attention(benchmark::State& state) {
-  const int64_t tokens = state.range(0), heads = state.range(1), dim = state.range(2);
-  const Tensor q = random_tensor({1, heads, tokens, dim}, 1), k = random_tensor({1, heads, tokens, dim}, 2);
-  const Tensor v = random_tensor({1, heads, tokens, dim}, 3);
-  Tensor out = Tensor::empty({1, heads, tokens, dim}, DType::F32);
+// Times attention_into and records its working memory: the peak of counted allocations above
+// what was live before the call, over all iterations, as the counter working_MB.
+void time_attention(benchmark::State& state, Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v) {
   int64_t working = 0;
   for (auto _ : state) {
     const int64_t before = g_live_bytes.load();
@@ -200,8 +198,16 @@ void BM_attention(benchmark::State& state) {
     working = std::max(working, g_peak_bytes.load() - before);
     benchmark::DoNotOptimize(out.data_ptr());
   }
-  set_flops(state, 4.0 * heads * tokens * tokens * dim);
   state.counters["working_MB"] = static_cast<double>(working) / (1 << 20);
+}
+
+void BM_attention(benchmark::State& state) {
+  const int64_t tokens = state.range(0), heads = state.range(1), dim = state.range(2);
+  const Tensor q = random_tensor({1, heads, tokens, dim}, 1), k = random_tensor({1, heads, tokens, dim}, 2);
+  const Tensor v = random_tensor({1, heads, tokens, dim}, 3);
+  Tensor out = Tensor::empty({1, heads, tokens, dim}, DType::F32);
+  time_attention(state, out, q, k, v);
+  set_flops(state, 4.0 * heads * tokens * tokens * dim);
 }
 BENCHMARK(BM_attention)->Name("attention")->ArgNames({"tokens", "heads", "dim"})->Args({197, 12, 64})->Args({256, 24, 128})
     ->Args({4096, 1, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -215,16 +221,8 @@ void BM_attention_memory(benchmark::State& state) {
   const Tensor q = random_tensor({1, 1, queries, dim}, 1), k = random_tensor({1, 1, keys, dim}, 2, 0.05f);
   const Tensor v = random_tensor({1, 1, keys, dim}, 3);
   Tensor out = Tensor::empty({1, 1, queries, dim}, DType::F32);
-  int64_t working = 0;
-  for (auto _ : state) {
-    const int64_t before = g_live_bytes.load();
-    g_peak_bytes.store(before);
-    ops::attention_into(out, q, k, v);
-    working = std::max(working, g_peak_bytes.load() - before);
-    benchmark::DoNotOptimize(out.data_ptr());
-  }
+  time_attention(state, out, q, k, v);
   set_flops(state, 4.0 * queries * keys * dim);
-  state.counters["working_MB"] = static_cast<double>(working) / (1 << 20);
   state.counters["inputs_MB"] = static_cast<double>(q.nbytes() + k.nbytes() + v.nbytes()) / (1 << 20);
 }
 BENCHMARK(BM_attention_memory)->Name("attention_memory")->ArgNames({"queries", "keys", "dim"})->Args({128, 65536, 512})
