@@ -9,7 +9,9 @@
 // Shapes: ViT-B/16 at 224² (197 tokens, width 768: qkv 768→2304, proj 768→768, fc1 768→3072,
 // fc2 3072→768) and AIM-3B (apple/ml-aim aim-3B: embed_dim 3072, 16×16 = 256 patch tokens at
 // 224², mlp_ratio 4 → hidden 12288: qkv 3072→9216, proj 3072→3072, fc1 3072→12288, fc2
-// 12288→3072); AIM's MLP is SwiGLU-free (plain GELU MLP, ml-aim `aim/v1/layers.py` MLP).
+// 12288→3072); AIM's MLP is SwiGLU-free (plain GELU MLP, ml-aim `aim/v1/layers.py` MLP). AIM-600M
+// (width 1536, hidden 6144, 256 tokens) and ViT-B/16's fc2 at batch 8 (1576 rows) are the shapes
+// bench_vit's models spend their time in.
 #include <benchmark/benchmark.h>
 
 #include <random>
@@ -64,6 +66,8 @@ void BM_linear_f16(benchmark::State& state) { linear_bench(state, DType::F16); }
 const std::vector<std::vector<int64_t>> kModelLinears = {
     {197, 2304, 768}, {197, 768, 768}, {197, 3072, 768}, {197, 768, 3072},           // ViT-B/16
     {256, 9216, 3072}, {256, 3072, 3072}, {256, 12288, 3072}, {256, 3072, 12288},  // AIM-3B
+    {256, 4608, 1536}, {256, 1536, 1536}, {256, 6144, 1536}, {256, 1536, 6144},    // AIM-600M
+    {1576, 768, 3072},                                                             // ViT-B/16 fc2, batch 8
 };
 
 }  // namespace

@@ -21,8 +21,11 @@
 // time; S = scale · Q·Kᵀ (ops::gemm), then per row a running max m and sum l:
 //     m' = max(m, max_j S_j),  P_j = exp(S_j − m'),  l' = l·exp(m − m') + Σ_j P_j,
 //     acc' = acc·exp(m − m') + P·V_tile                                          (ops::gemm)
-// and finally out = acc / l. Working memory per thread is kQueryTile × (kKeyTile + Dv) floats —
-// no Tq × Tk score matrix — so 65 536 tokens × 512 dims need the same few hundred KB as 4096.
+// and finally out = acc / l. When all keys fit one tile (Tk ≤ kKeyTile, every ViT here) the
+// running max is not needed: P = softmax(S) row by row, then out = P·V by one gemm into out.
+// The row max, exp and sum are ops/softmax.hpp's row_max and exp_row_sum (AVX-512, exp512).
+// Working memory per thread is kQueryTile × (kKeyTile + Dv) floats (kQueryTile × kKeyTile with
+// one key tile) — no Tq × Tk score matrix — so 65 536 tokens × 512 dims need the same few hundred KB as 4096.
 #pragma once
 
 #include <algorithm>
@@ -37,6 +40,7 @@
 #include "genscope/core/thread_pool.hpp"
 #include "genscope/ops/elementwise.hpp"
 #include "genscope/ops/gemm.hpp"
+#include "genscope/ops/softmax.hpp"
 
 namespace genscope::ops {
 
@@ -114,17 +118,37 @@ inline void attention_into(Tensor& out, const Tensor& q_in, const Tensor& k_in, 
 
   parallel_for(0, s.batch * s.heads * q_tiles, 1, [&](int64_t t0, int64_t t1) {
     // The whole working memory of this thread: one score tile and one accumulator tile.
-    std::vector<float> scores(static_cast<size_t>(kQueryTile * kKeyTile)), acc(static_cast<size_t>(kQueryTile * s.dv));
-    std::vector<float> row_max(kQueryTile), row_sum(kQueryTile);
+    std::vector<float> scores(static_cast<size_t>(kQueryTile * kKeyTile)),
+        acc(static_cast<size_t>(s.tk > kKeyTile ? kQueryTile * s.dv : 0));  // one key tile: out is the accumulator
+    std::vector<float> run_max(kQueryTile), run_sum(kQueryTile);  // online-softmax state per query
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t bh = t / q_tiles, i0 = (t % q_tiles) * kQueryTile, b = bh / s.heads, h = bh % s.heads;
       const int64_t bq = std::min(kQueryTile, s.tq - i0);
       const float* qt = pq + b * q.stride(0) + h * q.stride(1) + i0 * q.stride(2);
       const float* kh = pk + b * k.stride(0) + h * k.stride(1);
       const float* vh = pv + b * v.stride(0) + h * v.stride(1);
+      float* ot = po + b * out.stride(0) + h * out.stride(1) + i0 * out.stride(2);
+      if (s.tk <= kKeyTile) {
+        // Every key fits one tile (ViT: 197 or 256 tokens): plain softmax, no running max, and
+        // P·V written straight into out — no accumulator to clear, rescale and copy.
+        gemm(Trans::No, Trans::Yes, bq, s.tk, s.d, scale, qt, q.stride(2), kh, k.stride(2), 0.0f, scores.data(), kKeyTile);
+        for (int64_t i = 0; i < bq; ++i) {
+          float* srow = scores.data() + i * kKeyTile;
+          if (mask.defined()) detail::apply_mask_row(mask, b, h, i0 + i, 0, s.tk, srow);
+          const float m = row_max(srow, s.tk);
+          if (m == kNegInf) {  // every key blocked: a row of zeros, as torch
+            std::fill(srow, srow + s.tk, 0.0f);
+            continue;
+          }
+          const float inv = 1.0f / exp_row_sum(srow, s.tk, m);
+          for (int64_t j = 0; j < s.tk; ++j) srow[j] *= inv;
+        }
+        gemm(Trans::No, Trans::No, bq, s.dv, s.tk, 1.0f, scores.data(), kKeyTile, vh, v.stride(2), 0.0f, ot, out.stride(2));
+        continue;
+      }
       std::fill(acc.begin(), acc.end(), 0.0f);
-      std::fill(row_max.begin(), row_max.end(), kNegInf);
-      std::fill(row_sum.begin(), row_sum.end(), 0.0f);
+      std::fill(run_max.begin(), run_max.end(), kNegInf);
+      std::fill(run_sum.begin(), run_sum.end(), 0.0f);
       for (int64_t j0 = 0; j0 < s.tk; j0 += kKeyTile) {
         const int64_t bk = std::min(kKeyTile, s.tk - j0);
         // S = scale · Q_tile · K_tileᵀ   [bq, bk], leading dimension kKeyTile.
@@ -133,17 +157,15 @@ inline void attention_into(Tensor& out, const Tensor& q_in, const Tensor& k_in, 
         for (int64_t i = 0; i < bq; ++i) {
           float* srow = scores.data() + i * kKeyTile;
           if (mask.defined()) detail::apply_mask_row(mask, b, h, i0 + i, j0, bk, srow);
-          float tile_max = kNegInf;
-          for (int64_t j = 0; j < bk; ++j) tile_max = std::max(tile_max, srow[j]);
-          const float m_new = std::max(row_max[static_cast<size_t>(i)], tile_max);
+          const float tile_max = row_max(srow, bk);
+          const float m_new = std::max(run_max[static_cast<size_t>(i)], tile_max);
           if (m_new == kNegInf) {  // every key so far is blocked: this tile adds nothing
             std::fill(srow, srow + bk, 0.0f);
             continue;
           }
-          const float correction = exp_f32(row_max[static_cast<size_t>(i)] - m_new);  // exp(−inf) = 0 at the start
-          for (int64_t j = 0; j < bk; ++j) srow[j] = exp_f32(srow[j] - m_new);
-          row_sum[static_cast<size_t>(i)] = row_sum[static_cast<size_t>(i)] * correction + static_cast<float>(sum_blocked(srow, bk));
-          row_max[static_cast<size_t>(i)] = m_new;
+          const float correction = exp_f32(run_max[static_cast<size_t>(i)] - m_new);  // exp(−inf) = 0 at the start
+          run_sum[static_cast<size_t>(i)] = run_sum[static_cast<size_t>(i)] * correction + exp_row_sum(srow, bk, m_new);
+          run_max[static_cast<size_t>(i)] = m_new;
           if (correction != 1.0f) {
             float* arow = acc.data() + i * s.dv;
             for (int64_t c = 0; c < s.dv; ++c) arow[c] *= correction;
@@ -154,8 +176,8 @@ inline void attention_into(Tensor& out, const Tensor& q_in, const Tensor& k_in, 
              acc.data(), s.dv);
       }
       for (int64_t i = 0; i < bq; ++i) {
-        float* orow = po + b * out.stride(0) + h * out.stride(1) + (i0 + i) * out.stride(2);
-        const float l = row_sum[static_cast<size_t>(i)];
+        float* orow = ot + i * out.stride(2);
+        const float l = run_sum[static_cast<size_t>(i)];
         const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // a fully blocked row: zeros, as torch
         for (int64_t c = 0; c < s.dv; ++c) orow[c] = acc[static_cast<size_t>(i * s.dv + c)] * inv;
       }

@@ -11,7 +11,7 @@
 //   Tensor map(x, f)                      f(x) elementwise, f32 out (activations use it)
 //
 // Helpers for the other ops (documented where they are defined): exp_f32 (a vectorisable e^x
-// within 2 ulp), load_float, to_float_row,
+// within 2 ulp) and exp512 (the same on 16 AVX-512 lanes), load_float, to_float_row,
 // outer_offset, require_float, sum_blocked, SplitMean, sum_squared_deviation. Sums of f32 run in blocks of
 // 8 float lanes (vectorisable without -ffast-math) whose block totals are added in double, so a
 // row of a million elements keeps ~1e-7 relative error, as PyTorch's cascade sum does.
@@ -24,6 +24,10 @@
 #include <limits>
 #include <cstdint>
 #include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "genscope/core/dtype.hpp"
 #include "genscope/core/error.hpp"
@@ -113,6 +117,33 @@ inline float exp_f32(float x) {
   const float special = x < -87.3f ? 0.0f : std::numeric_limits<float>::infinity();
   return (x < -87.3f || x > kMaxArg) ? special : (x != x ? x : scaled);
 }
+
+#if defined(__AVX512F__)
+// exp_f32 on 16 lanes, for the kernels that are written in AVX-512 intrinsics (GEMM epilogue,
+// attention). Same reduction, polynomial and special values as exp_f32 above; the 2^n scaling is
+// vscalefps (p·2^n, exact, no intermediate overflow), and n is rounded by vrndscaleps.
+inline __m512 exp512(__m512 x) {
+  constexpr __mmask16 kAll = 0xFFFF;  // zero-masked forms: GCC 12 warns on the unmasked ones' undefined source
+  const __m512 lo = _mm512_set1_ps(-87.3f), hi = _mm512_set1_ps(88.72283f);
+  const __m512 xc = _mm512_maskz_min_ps(kAll, _mm512_maskz_max_ps(kAll, x, lo), hi);
+  const __m512 n = _mm512_maskz_roundscale_ps(kAll, _mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  const __m512 r2 = _mm512_mul_ps(r, r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0f));
+  __m512 y = _mm512_maskz_scalef_ps(kAll, p, n);
+  y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), y, _mm512_setzero_ps());
+  y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), y, _mm512_set1_ps(std::numeric_limits<float>::infinity()));
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);  // NaN stays NaN
+}
+#endif
 
 // ---- accurate, vectorisable sums ------------------------------------------------------------------
 

@@ -6,8 +6,8 @@
 //       torch does (attention handles fully masked rows itself, see ops/attention.hpp).
 //   void softmax_row(x, n, out)    one contiguous row, raw pointers (kernel tests' reference)
 //
-// Subtracting the max keeps every exp ≤ 1, so nothing overflows; the sum is accumulated in
-// double.
+// Subtracting the max keeps every exp ≤ 1, so nothing overflows. row_max and exp_row_sum (also
+// used by ops/attention.hpp) run on 16 AVX-512 lanes with exp512, else as plain loops.
 #pragma once
 
 #include <algorithm>
@@ -23,19 +23,61 @@
 
 namespace genscope::ops {
 
-// out[i] = exp(x[i] − max) / Σ_j exp(x[j] − max). out may alias x.
-inline void softmax_row(const float* x, int64_t n, float* out) {
-  // The max and "any NaN" as two reductions the compiler vectorises; a NaN makes the row NaN.
-  float max = -std::numeric_limits<float>::infinity();
-  bool any_nan = false;
-  for (int64_t i = 0; i < n; ++i) {
-    max = std::max(max, x[i]);
-    any_nan |= x[i] != x[i];
+// max_j s[j] over one score row (−inf for n = 0).
+inline float row_max(const float* s, int64_t n) {
+#if defined(__AVX512F__)
+  __m512 m = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) m = _mm512_mask_max_ps(m, 0xFFFF, m, _mm512_loadu_ps(s + j));  // masked forms: GCC 12
+  if (j < n) {
+    const auto k = static_cast<__mmask16>((1u << (n - j)) - 1);
+    m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, s + j));
   }
-  if (any_nan) max = std::numeric_limits<float>::quiet_NaN();
-  for (int64_t i = 0; i < n; ++i) out[i] = exp_f32(x[i] - max);
-  const float sum = static_cast<float>(sum_blocked(out, n));
-  for (int64_t i = 0; i < n; ++i) out[i] /= sum;
+  alignas(64) float lanes[16];  // the 16-lane total once per row (GCC 12 warns on _mm512_reduce_*)
+  _mm512_store_ps(lanes, m);
+  return *std::max_element(lanes, lanes + 16);
+#else
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, s[j]);
+  return m;
+#endif
+}
+
+// s[j] ← exp(s[j] − m) in place; returns Σ_j of the new s[j]. The reference is the scalar loop
+// (exp_f32, the same function exp512 computes on 16 lanes). The sum is sum_blocked's scheme: f32
+// lanes over blocks of 512, block totals in double.
+inline float exp_row_sum(float* s, int64_t n, float m) {
+#if defined(__AVX512F__)
+  const __m512 vm = _mm512_set1_ps(m);
+  double total = 0.0;
+  for (int64_t j0 = 0; j0 < n; j0 += 512) {  // blocks of 512 in 16 f32 lanes, block totals in double
+    const int64_t j1 = std::min(n, j0 + 512);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = j0; j < j1; j += 16) {
+      const auto k = j1 - j >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (j1 - j)) - 1);
+      const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), vm));
+      _mm512_mask_storeu_ps(s + j, k, e);
+      acc = _mm512_mask_add_ps(acc, k, acc, e);
+    }
+    alignas(64) float lanes[16];  // GCC 12 warns on _mm512_reduce_add_ps
+    _mm512_store_ps(lanes, acc);
+    for (float v : lanes) total += v;
+  }
+  return static_cast<float>(total);
+#else
+  for (int64_t j = 0; j < n; ++j) s[j] = exp_f32(s[j] - m);
+  return static_cast<float>(sum_blocked(s, n));
+#endif
+}
+
+// out[i] = exp(x[i] − max) / Σ_j exp(x[j] − max). out may alias x. A NaN anywhere makes the
+// row NaN (exp(NaN − max) is NaN, so is the sum). Reference: the definition in double
+// (attention_reference, the kernel tests).
+inline void softmax_row(const float* x, int64_t n, float* out) {
+  const float max = row_max(x, n);
+  if (out != x) std::copy(x, x + n, out);
+  const float inv = 1.0f / exp_row_sum(out, n, max);
+  for (int64_t i = 0; i < n; ++i) out[i] *= inv;
 }
 
 // Index of `dim` in a tensor of rank `rank`, negative counting from the end; UsageError otherwise.
