@@ -1,7 +1,9 @@
 // Benchmarks of the SD VAE (models/vae.hpp): encode + decode of one image at 256² and 512², CPU,
 // f32, SD v1.4's configuration. Counters: MP/s (input megapixels per second) and peak_rss_MB
 // (getrusage's high-water mark of the whole process, so run one size per process for a clean
-// figure: --benchmark_filter=/512).
+// figure: --benchmark_filter=/512), rss_before_MB (the same before the first pass) and cpu_s
+// (process CPU seconds per pass, all threads). GENSCOPE_CONV_WINOGRAD=0 times the implicit-GEMM
+// convolutions instead of Winograd (ops/conv2d.hpp).
 //
 // Weights: the file named by GENSCOPE_BENCH_VAE (any layout). Random SD v1.4 weights for it:
 //   python3 tools/bench_vae_torch.py --write-weights /tmp/sd14_random.safetensors
@@ -35,6 +37,14 @@ double peak_rss_mb() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
 }
 
+// CPU seconds of the whole process (all threads, user + system): on shared cores a steadier
+// figure than wall time; tools/bench_vae_torch.py reports torch's the same way (process_time).
+double process_cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 Tensor smooth_image(int64_t size) {
   Tensor x = Tensor::empty({1, 3, size, size}, DType::F32);
   float* p = x.data<float>();
@@ -51,10 +61,14 @@ void BM_VaeEncodeDecode(benchmark::State& state) {
   }
   const int64_t size = state.range(0);
   const Tensor x = smooth_image(size);
+  // Resident before the first pass: the weights are a file mapping, resident only once touched.
+  state.counters["rss_before_MB"] = peak_rss_mb();
+  const double cpu0 = process_cpu_s();
   for (auto _ : state) {
     const Tensor y = m->decode(m->encode(x).mean);
     benchmark::DoNotOptimize(y.data_ptr());
   }
+  state.counters["cpu_s"] = (process_cpu_s() - cpu0) / static_cast<double>(state.iterations());
   state.counters["MP/s"] = benchmark::Counter(static_cast<double>(size * size) * 1e-6 * static_cast<double>(state.iterations()),
                                              benchmark::Counter::kIsRate);
   state.counters["peak_rss_MB"] = peak_rss_mb();

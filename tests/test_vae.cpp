@@ -180,17 +180,79 @@ TEST_CASE("legacy attention names load to the same model") {
   CHECK(rel_error(m.decode(ref("mean_a")), ref("decoded_a")) <= 1e-4);
 }
 
-TEST_CASE("upsampling and convolving in bands of rows equals convolving the whole upsampled image") {
+TEST_CASE("the fused nearest-2x upsampling conv equals convolving the materialised upsampled image") {
   // Reference: torch's order, F.interpolate(scale 2, nearest) then Conv2d(3x3, padding 1), here
-  // with ops::upsample_nearest and ops::conv2d on the whole image; bands of 3 rows (odd, so band
-  // edges fall inside and between source rows) and of 1 row.
+  // with ops::upsample_nearest and the implicit-GEMM ops::conv2d on the whole image; odd sizes so
+  // tiles straddle the border. Both conv paths (implicit GEMM, Winograd) read through the upsampling.
   const nn::Conv2d& conv = *model_a().decoder.up_blocks[0].upsampler;
-  Tensor x = Tensor::empty({1, conv.in_channels(), 7, 5}, DType::F32);
+  Tensor x = Tensor::empty({2, conv.in_channels(), 7, 5}, DType::F32);
   for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = std::sin(0.3f * static_cast<float>(i));
+  bool& winograd = ops::conv_winograd_enabled();
+  const bool saved = winograd;
+  winograd = false;
   const Tensor whole = ops::conv2d(ops::upsample_nearest(x, 2), conv.weight, &conv.bias, ops::Conv2dParams::make(1, 1));
-  CHECK(rel_error(upsample2x_conv3x3(conv, x, 3), whole) <= 1e-6);
-  CHECK(rel_error(upsample2x_conv3x3(conv, x, 1), whole) <= 1e-6);
   CHECK(rel_error(upsample2x_conv3x3(conv, x), whole) <= 1e-6);
+  winograd = saved;
+  CHECK(rel_error(upsample2x_conv3x3(conv, x), whole) <= 1e-5);
+}
+
+TEST_CASE("Winograd F(2x2,3x3) matches the implicit GEMM, with upsampling, residual and activation") {
+  // 48 channels: above kWinogradMinChannels; 9×7 and 13×11 outputs leave partial 2×2 tiles.
+  const int64_t c = 48, o = 40;
+  auto filled = [](Shape shape, float f) {
+    Tensor t = Tensor::empty(shape, DType::F32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::sin(f * static_cast<float>(i) + 0.1f);
+    return t;
+  };
+  const Tensor w = filled({o, c, 3, 3}, 0.37f), b = filled({o}, 0.7f);
+  bool& winograd = ops::conv_winograd_enabled();
+  const bool saved = winograd;
+  for (int64_t up : {1, 2}) {
+    const Tensor x = filled({2, c, 9, 7}, 0.11f);
+    const Tensor r = filled({2, o, 9 * up, 7 * up}, 0.23f);
+    for (auto act : {ops::Activation::None, ops::Activation::Silu}) {
+      ops::Conv2dParams p = ops::Conv2dParams::make(1, 1);
+      p.act = act;
+      winograd = false;
+      const Tensor direct = ops::conv2d(x, w, &b, p, {.upsample = up, .residual = &r});
+      winograd = true;
+      const Tensor fast = ops::conv2d(x, w, &b, p, {.upsample = up, .residual = &r});
+      CHECK(rel_error(fast, direct) <= 1e-5);
+    }
+    // Accumulating onto out (residual == out), as the ResNet blocks do.
+    for (bool on : {false, true}) {
+      winograd = on;
+      Tensor acc = r.clone();
+      ops::conv2d_into(acc, x, w, &b, ops::Conv2dParams::make(1, 1), {.upsample = up, .residual = &acc});
+      winograd = false;
+      CHECK(rel_error(acc, ops::conv2d(x, w, &b, ops::Conv2dParams::make(1, 1), {.upsample = up, .residual = &r})) <= 1e-5);
+    }
+  }
+  winograd = saved;
+}
+
+TEST_CASE("GroupNorm in place is group_norm bit for bit") {
+  Tensor x = Tensor::empty({2, 64, 5, 3}, DType::F32);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = 3.0f + std::sin(0.29f * static_cast<float>(i));
+  Tensor w = Tensor::empty({64}, DType::F32), b = Tensor::empty({64}, DType::F32);
+  for (int64_t i = 0; i < 64; ++i) w.data<float>()[i] = 1.0f + 0.01f * static_cast<float>(i), b.data<float>()[i] = 0.1f * std::cos(static_cast<float>(i));
+  for (bool silu : {false, true}) {
+    const Tensor ref = ops::group_norm(x, 32, w, b, 1e-6f, silu);
+    Tensor y = x.clone();
+    ops::group_norm_inplace(y, 32, w, b, 1e-6f, silu);
+    CHECK(rel_error(y, ref) == 0.0);
+  }
+}
+
+TEST_CASE("a ResNet block reuses an input handed over and leaves a shared one untouched") {
+  const nn::ResnetBlock2D& block = model_a().decoder.up_blocks[0].resnets[0];
+  Tensor x = Tensor::empty({1, block.conv1.in_channels(), 6, 5}, DType::F32);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = std::cos(0.17f * static_cast<float>(i));
+  const Tensor keep = x.clone();
+  const Tensor shared = block(x);  // x still held here: not overwritten
+  CHECK(rel_error(x, keep) == 0.0);
+  const Tensor moved = block(std::move(x));
+  CHECK(rel_error(moved, shared) <= 1e-6);  // in place the shortcut may be summed before the bias
 }
 
 TEST_CASE("seeded noise is torch.randn after torch.manual_seed") {

@@ -159,9 +159,9 @@ struct VaeMidBlock {
     return m;
   }
   Tensor operator()(Tensor x) const {
-    x = resnets[0](x);
-    x = attention(x);
-    return resnets[1](x);
+    x = resnets[0](std::move(x));
+    x = attention(std::move(x));
+    return resnets[1](std::move(x));
   }
 };
 
@@ -171,45 +171,16 @@ struct DownEncoderBlock2D {
   std::optional<nn::Conv2d> downsampler;  // downsamplers.0.conv
 
   Tensor operator()(Tensor x) const {
-    for (const auto& r : resnets) x = r(x);
+    for (const auto& r : resnets) x = r(std::move(x));
     if (downsampler) x = (*downsampler)(x);
     return x;
   }
 };
 
 // Upsample2D (diffusers resnet.py): F.interpolate(x, scale_factor=2, mode="nearest"), then a 3×3
-// conv with padding 1. Computed in bands of output rows, each from its own upsampled rows plus one
-// row of context above and below, so the 4× upsampled tensor (268 MB for SD at 512²) never exists
-// whole; a band's zero padding is kept only where it touches the image border.
-// band_rows = 0 picks bands of about 32 MB of upsampled input.
-inline Tensor upsample2x_conv3x3(const nn::Conv2d& conv, const Tensor& x_in, int64_t band_rows = 0) {
-  const Tensor x = x_in.contiguous();
-  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), oh = 2 * h, ow = 2 * w, o = conv.out_channels();
-  Tensor out = Tensor::empty({n, o, oh, ow}, DType::F32);
-  const int64_t band = band_rows > 0 ? band_rows : std::max<int64_t>(8, (int64_t{32} << 20) / std::max<int64_t>(1, n * c * ow * 4));
-  const float* px = x.data<float>();
-  for (int64_t r0 = 0; r0 < oh; r0 += band) {
-    const int64_t r1 = std::min(oh, r0 + band), lo = std::max<int64_t>(0, r0 - 1), hi = std::min(oh, r1 + 1);
-    Tensor up = Tensor::empty({n, c, hi - lo, ow}, DType::F32);
-    float* pu = up.data<float>();
-    parallel_for(0, n * c, 1, [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p)
-        for (int64_t i = lo; i < hi; ++i) {
-          const float* src = px + (p * h + i / 2) * w;
-          float* dst = pu + (p * (hi - lo) + i - lo) * ow;
-          for (int64_t j = 0; j < ow; ++j) dst[j] = src[j / 2];
-        }
-    });
-    ops::Conv2dParams params = conv.params;
-    params.pad_top = r0 == 0 ? 1 : 0;
-    params.pad_bottom = r1 == oh ? 1 : 0;
-    const Tensor y = ops::conv2d(up, conv.weight, conv.bias.defined() ? &conv.bias : nullptr, params);  // [n, o, r1 − r0, ow]
-    const float* py = y.data<float>();
-    float* po = out.data<float>();
-    for (int64_t p = 0; p < n * o; ++p) std::copy(py + p * (r1 - r0) * ow, py + (p + 1) * (r1 - r0) * ow, po + (p * oh + r0) * ow);
-  }
-  return out;
-}
+// conv with padding 1. The conv reads x through the upsampling (ops::ConvFusion::upsample), so the
+// 4× larger upsampled tensor (268 MB for SD at 512²) is never built.
+inline Tensor upsample2x_conv3x3(const nn::Conv2d& conv, const Tensor& x) { return conv(x, ops::ConvFusion{.upsample = 2}); }
 
 // UpDecoderBlock2D: resnets, then Upsample2D (nearest 2×, 3×3 conv).
 struct UpDecoderBlock2D {
@@ -217,7 +188,7 @@ struct UpDecoderBlock2D {
   std::optional<nn::Conv2d> upsampler;  // upsamplers.0.conv
 
   Tensor operator()(Tensor x) const {
-    for (const auto& r : resnets) x = r(x);
+    for (const auto& r : resnets) x = r(std::move(x));
     if (upsampler) x = upsample2x_conv3x3(*upsampler, x);
     return x;
   }
@@ -262,7 +233,7 @@ struct VaeEncoder {
     Tensor h = conv_in(x);
     for (const auto& b : down_blocks) h = b(std::move(h));
     h = mid_block(std::move(h));
-    return conv_out(conv_norm_out(h, /*silu=*/true));
+    return conv_out(conv_norm_out.apply(std::move(h), /*silu=*/true));
   }
 };
 
@@ -299,7 +270,7 @@ struct VaeDecoder {
     Tensor h = conv_in(z);
     h = mid_block(std::move(h));
     for (const auto& b : up_blocks) h = b(std::move(h));
-    return conv_out(conv_norm_out(h, /*silu=*/true));
+    return conv_out(conv_norm_out.apply(std::move(h), /*silu=*/true));
   }
 };
 

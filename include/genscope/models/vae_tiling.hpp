@@ -131,8 +131,10 @@ struct VaeRunOptions {
 
 // Estimated peak bytes of activations for an encode or decode of h×w pixels: about 6
 // full-resolution tensors of block_out_channels[0] floats at once. bench/bench_vae.cpp measured
-// SD v1.4 f32 at a peak RSS of 606 MB (256²) and 1089 MB (512²), 335 MB of which are the
-// weights: 0.2 and 0.75 GB of activations against this estimate's 0.2 and 0.8 GB.
+// SD v1.4 f32 round trips at a peak RSS of 527 MB (256²) and 934 MB (512²), up to 335 MB of which
+// are the mapped weights: about 0.19 and 0.6 GB of activations (the decoder's first 128-channel
+// ResNet block at full size: its 256-channel input, its shortcut, its conv1 output, plus the
+// Winograd band buffers) against this estimate's 0.2 and 0.8 GB, so it stays on the safe side.
 inline int64_t vae_peak_bytes(const VaeConfig& c, int64_t h, int64_t w) {
   return 6 * c.block_out_channels.front() * h * w * static_cast<int64_t>(sizeof(float));
 }

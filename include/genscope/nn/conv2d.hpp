@@ -22,6 +22,14 @@ namespace genscope::nn {
 // A tensor as contiguous f32: a zero-copy view when it already is, else one converting copy.
 inline Tensor as_f32(const Tensor& t) { return t.dtype() == DType::F32 ? t.contiguous() : t.to(DType::F32); }
 
+// Whether t may be overwritten: contiguous f32 in memory genscope allocated (not a file mapping)
+// that no other Tensor handle shares. Layers that take their input by value reuse it in place
+// when the caller moved it in; a caller that keeps its own handle keeps its data.
+inline bool is_exclusive(const Tensor& t) {
+  return t.defined() && t.device() == Device::CPU && t.dtype() == DType::F32 && t.is_contiguous() &&
+         t.storage().use_count() == 1 && t.storage()->owns_memory();
+}
+
 struct Conv2d {
   Tensor weight;  // [out, in, kh, kw] f32
   Tensor bias;    // [out] f32, or undefined
@@ -46,6 +54,14 @@ struct Conv2d {
     ops::Conv2dParams p = params;
     p.act = act;
     return ops::conv2d(x, weight, bias.defined() ? &bias : nullptr, p);
+  }
+
+  // With fused upsampling of x and/or a residual (ops::ConvFusion); into `out` when given.
+  Tensor operator()(const Tensor& x, const ops::ConvFusion& f) const {
+    return ops::conv2d(x, weight, bias.defined() ? &bias : nullptr, params, f);
+  }
+  void into(Tensor& out, const Tensor& x, const ops::ConvFusion& f = {}) const {
+    ops::conv2d_into(out, x, weight, bias.defined() ? &bias : nullptr, params, f);
   }
 };
 

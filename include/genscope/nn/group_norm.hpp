@@ -1,5 +1,6 @@
 // genscope/nn/group_norm.hpp — torch.nn.GroupNorm as a layer, optionally followed by SiLU in the
-// same pass (every norm in the SD VAE is followed by SiLU except the attention's).
+// same pass (every norm in the SD VAE is followed by SiLU except the attention's); apply() works
+// in place on an activation its caller no longer needs.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,13 @@ struct GroupNorm {
   }
 
   Tensor operator()(const Tensor& x, bool silu = false) const { return ops::group_norm(x, groups, weight, bias, eps, silu); }
+
+  // The same, overwriting x when the caller handed it over (is_exclusive), else into a new tensor.
+  Tensor apply(Tensor x, bool silu = false) const {
+    if (!is_exclusive(x)) return (*this)(x, silu);
+    ops::group_norm_inplace(x, groups, weight, bias, eps, silu);
+    return x;
+  }
 };
 
 }  // namespace genscope::nn

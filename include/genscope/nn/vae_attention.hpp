@@ -42,10 +42,11 @@ struct VaeAttention {
     return a;
   }
 
-  Tensor operator()(const Tensor& x_in) const {
-    const Tensor x = x_in.contiguous();
+  // x by value: when moved in (is_exclusive) the residual sum overwrites it, no new tensor.
+  Tensor operator()(Tensor x) const {
+    if (!x.is_contiguous()) x = x.contiguous();
     const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
-    Tensor out = Tensor::empty(x.shape(), DType::F32);
+    Tensor out = is_exclusive(x) ? x : Tensor::empty(x.shape(), DType::F32);
     for (int64_t b = 0; b < n; ++b) {
       // [C, H·W] → tokens [H·W, C] as a transposed view; linear() reads it strided.
       const Tensor tokens = group_norm(x.slice(0, b, b + 1)).view({c, hw}).transpose(0, 1);

@@ -10,6 +10,8 @@
 //       biased variance, then y · w[c] + b[c]; with fuse_silu, SiLU(y) in the same pass (the SD VAE
 //       runs GroupNorm → SiLU in every ResNet block). Non-contiguous x is copied once; f16/bf16
 //       groups are converted on the fly into a per-thread buffer.
+//   void group_norm_inplace(x, groups, weight, bias, eps, fuse_silu)
+//       the same overwriting a contiguous f32 x (no second full-size tensor).
 //   void layer_norm_row(x, n, w, b, eps, out)   one row, raw pointers (kernel tests' reference)
 //
 // Statistics are two-pass (mean, then Σ(x − mean)²) with block sums in double and the mean kept
@@ -73,23 +75,17 @@ inline Tensor layer_norm(const Tensor& x, const Tensor& weight = {}, const Tenso
   return out;
 }
 
-inline Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight = {}, const Tensor& bias = {},
-                         float eps = 1e-5f, bool fuse_silu = false) {
-  require_float(x, "group_norm", "x");
-  if (x.dim() < 2) fail<ShapeError>("group_norm: x is ", x.str(), "; expected [N, C, *spatial]");
-  const int64_t batch = x.size(0), channels = x.size(1);
-  if (groups <= 0 || channels % groups != 0)
-    fail<ShapeError>("group_norm: ", channels, " channels of x ", x.str(), " do not split into ", groups, " groups");
-  const Tensor w = affine_param(weight, channels, "group_norm", "weight");
-  const Tensor b = affine_param(bias, channels, "group_norm", "bias");
-  Tensor out = Tensor::empty(x.shape(), DType::F32);
-  if (out.numel() == 0) return out;
-  const Tensor xc = x.contiguous();
-  const int64_t spatial = channels ? out.numel() / (batch * channels) : 0;
+namespace detail {
+
+// GroupNorm of contiguous x into o (o may be x's own f32 data: each element is read before it is
+// written, and the statistics of a group are complete before its first write).
+inline void group_norm_impl(const Tensor& xc, float* o, int64_t groups, const Tensor& w, const Tensor& b, float eps,
+                            bool fuse_silu) {
+  const int64_t batch = xc.size(0), channels = xc.size(1);
+  const int64_t spatial = channels ? xc.numel() / (batch * channels) : 0;
   const int64_t per_group = channels / groups, block = per_group * spatial;
   const float* pw = w.defined() ? w.data<float>() : nullptr;
   const float* pb = b.defined() ? b.data<float>() : nullptr;
-  float* o = out.data<float>();
   parallel_for(0, batch * groups, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> buf;
     for (int64_t t = t0; t < t1; ++t) {
@@ -104,13 +100,53 @@ inline Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight =
         const float wc = pw ? pw[c0 + c] : 1.0f, bc = pb ? pb[c0 + c] : 0.0f;
         const float* xs = src + c * spatial;
         float* ys = o + t * block + c * spatial;
-        for (int64_t i = 0; i < spatial; ++i) ys[i] = mean.deviation(xs[i]) * rstd * wc + bc;
-        if (fuse_silu)
-          for (int64_t i = 0; i < spatial; ++i) ys[i] = ys[i] / (1.0f + exp_f32(-ys[i]));  // SiLU, vectorised
+        if (fuse_silu)  // one pass: normalise, then SiLU (vectorised exp_f32) while the value is in a register
+          for (int64_t i = 0; i < spatial; ++i) {
+            const float v = mean.deviation(xs[i]) * rstd * wc + bc;
+            ys[i] = v / (1.0f + exp_f32(-v));
+          }
+        else
+          for (int64_t i = 0; i < spatial; ++i) ys[i] = mean.deviation(xs[i]) * rstd * wc + bc;
       }
     }
   });
+}
+
+inline void check_group_norm_args(const Tensor& x, int64_t groups) {
+  require_float(x, "group_norm", "x");
+  if (x.dim() < 2) fail<ShapeError>("group_norm: x is ", x.str(), "; expected [N, C, *spatial]");
+  const int64_t channels = x.size(1);
+  if (groups <= 0 || channels % groups != 0)
+    fail<ShapeError>("group_norm: ", channels, " channels of x ", x.str(), " do not split into ", groups, " groups");
+}
+
+}  // namespace detail
+
+inline Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight = {}, const Tensor& bias = {},
+                         float eps = 1e-5f, bool fuse_silu = false) {
+  detail::check_group_norm_args(x, groups);
+  const int64_t channels = x.size(1);
+  const Tensor w = affine_param(weight, channels, "group_norm", "weight");
+  const Tensor b = affine_param(bias, channels, "group_norm", "bias");
+  Tensor out = Tensor::empty(x.shape(), DType::F32);
+  if (out.numel() == 0) return out;
+  detail::group_norm_impl(x.contiguous(), out.data<float>(), groups, w, b, eps, fuse_silu);
   return out;
+}
+
+// group_norm overwriting x, which must be contiguous f32: for activations nothing reads again
+// (the SD VAE's GroupNorm → SiLU before each conv), no second full-size tensor. Same arithmetic,
+// so the same result bit for bit.
+inline void group_norm_inplace(Tensor& x, int64_t groups, const Tensor& weight = {}, const Tensor& bias = {},
+                               float eps = 1e-5f, bool fuse_silu = false) {
+  detail::check_group_norm_args(x, groups);
+  if (x.dtype() != DType::F32 || !x.is_contiguous())
+    fail<ShapeError>("group_norm_inplace: x is ", x.str(), "; expected contiguous f32");
+  const int64_t channels = x.size(1);
+  const Tensor w = affine_param(weight, channels, "group_norm", "weight");
+  const Tensor b = affine_param(bias, channels, "group_norm", "bias");
+  if (x.numel() == 0) return;
+  detail::group_norm_impl(x, x.data<float>(), groups, w, b, eps, fuse_silu);
 }
 
 }  // namespace genscope::ops
