@@ -3,13 +3,15 @@
 // Gaussian mixture fit (diag on all 3072 features; full on the first 256, as full covariances
 // of 3072 features are 6 Cholesky factorisations of 3072² matrices per EM step). Each benchmark
 // runs once per repetition; counters report what was fitted. Compare with scikit-learn in one
-// run: python3 tools/bench_detect_sklearn.py build/bench/bench_detect
+// run: python3 tools/bench_detect_sklearn.py build/bench/bench_detect. Also PCA to 256 components
+// of the 2000 fit rows (sklearn's 'auto' picks its randomized solver for this shape too).
 #include <benchmark/benchmark.h>
 
 #include <filesystem>
 #include <string>
 
 #include "genscope/detect/gmm.hpp"
+#include "genscope/detect/pca.hpp"
 #include "genscope/detect/svm.hpp"
 
 using namespace genscope;
@@ -98,8 +100,20 @@ void BM_GmmFit(benchmark::State& state) {
   state.counters["em_iterations"] = g.n_iter;
 }
 
+// PCA to 256 components of the 2000 fit rows (1000 real, 1000 generated): the randomized solver.
+void BM_PcaFit(benchmark::State& state) {
+  if (!need_data(state)) return;
+  Pca p;
+  for (auto _ : state) p = Pca::fit({&dev().real_fit, &dev().fake_fit}, 256);
+  double explained = 0;
+  for (double v : p.explained_variance_ratio) explained += v;
+  state.SetLabel(p.solver);
+  state.counters["explained_variance_pct"] = 100 * explained;
+}
+
 }  // namespace
 
+BENCHMARK(BM_PcaFit)->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(3);
 BENCHMARK(BM_SvmFit)->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(3)->ReportAggregatesOnly(false);
 BENCHMARK(BM_SvmPredict)->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(3);
 BENCHMARK(BM_GmmFit)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(3);

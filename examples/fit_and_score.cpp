@@ -4,7 +4,8 @@
 //
 // The sample holds AIM-3B features of real ImageNet images and of their Stable Diffusion VAE
 // reconstructions (examples/data/README.md). Any BinaryDetector (LinearProbe, Svm) fits the
-// same way; GaussianMixture fits on real rows only.
+// same way; GaussianMixture fits on real rows only. options.pca = K puts a PCA to K components
+// (fitted on the training rows) in front of any head.
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -42,6 +43,10 @@ int main(int argc, char** argv) {
     Svm svm;  // RAID's head: rbf, C = 1, gamma = 1 / n_features
     svm.options.gamma_mode = GammaMode::Auto;
     fit_and_report("svm", svm, file);
+
+    Svm svm_pca = svm;  // the same after a PCA to 64 components, saved with the model
+    svm_pca.options.pca = 64;
+    fit_and_report("svm+pca", svm_pca, file);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fit_and_score: %s\n", e.what());
     return 2;

@@ -81,6 +81,34 @@ FeatureMatrix blob(int64_t rows, int64_t cols, float centre, unsigned seed) {
   return FeatureMatrix::from(rows, cols, std::move(v));
 }
 
+// max over columns j of max_i |got_ij − want_ij| / max_i |want_ij|: each component (or
+// projection) relative to its own scale, so that a small later component is held to its size.
+double column_relative_error(const std::vector<double>& got, const std::vector<double>& want, int64_t cols) {
+  REQUIRE(got.size() == want.size());
+  double worst = 0;
+  for (int64_t j = 0; j < cols; ++j) {
+    double err = 0, scale = 0;
+    for (size_t i = static_cast<size_t>(j); i < got.size(); i += static_cast<size_t>(cols))
+      err = std::max(err, std::abs(got[i] - want[i])), scale = std::max(scale, std::abs(want[i]));
+    worst = std::max(worst, err / scale);
+  }
+  return worst;
+}
+
+// tests/data/detect/pca_lowrank: x = a b rebuilt exactly (small integers).
+FeatureMatrix lowrank_rows(const SafetensorsFile& f) {
+  const auto a = doubles(f, "a"), b = doubles(f, "b");
+  const int64_t n = 600, r = 30, d = 700;
+  std::vector<float> x(static_cast<size_t>(n * d));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < d; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < r; ++t) s += a[static_cast<size_t>(i * r + t)] * b[static_cast<size_t>(t * d + j)];
+      x[static_cast<size_t>(i * d + j)] = static_cast<float>(s);
+    }
+  return FeatureMatrix::from(n, d, std::move(x));
+}
+
 double count_correct(const std::vector<double>& s, double threshold, bool generated) {
   double ok = 0;
   for (double v : s) ok += (v > threshold) == generated;
@@ -213,6 +241,40 @@ TEST_SUITE("detect") {
     CHECK(threshold(load_head(tmp.file("g.safetensors"))) == g.threshold());
   }
 
+  TEST_CASE("every head with PCA scores the same rows identically after save and load") {
+    TempDir tmp;
+    const FeatureMatrix real = blob(40, 6, -1, 3), fake = blob(40, 6, 1, 4);
+    LinearProbe<float> p;
+    p.options.standardize = true;
+    p.options.pca = 3;
+    p.fit(real, fake);
+    p.save(tmp.file("p.safetensors"));
+    Svm s;
+    s.options.pca = 0.8;
+    s.fit(real, fake);
+    s.save(tmp.file("s.safetensors"));
+    GaussianMixture g;
+    g.options.components = 2;
+    g.options.pca = 2;
+    g.fit(real);
+    g.save(tmp.file("g.safetensors"));
+    CHECK(p.features() == 3);
+    CHECK(g.dim == 2);
+    CHECK(score(load_head(tmp.file("p.safetensors")), fake) == p.score(fake));
+    CHECK(score(load_head(tmp.file("s.safetensors")), fake) == s.score(fake));
+    CHECK(score(load_head(tmp.file("g.safetensors")), fake) == g.score(fake));
+    CHECK(Svm::load(tmp.file("s.safetensors")).pca.components == s.pca.components);
+  }
+
+  TEST_CASE("a head with PCA refuses rows of the PCA's output width") {
+    const FeatureMatrix real = blob(30, 5, -1, 3), fake = blob(30, 5, 1, 4);
+    Svm s;
+    s.options.pca = 2;
+    s.fit(real, fake);
+    CHECK(s.support.cols == 2);
+    CHECK_THROWS_AS(s.score(blob(3, 2, 0, 1)), ShapeError);
+  }
+
   TEST_CASE("a one-class mixture's threshold keeps all but the given percentile of its fit rows") {
     const FeatureMatrix real = blob(400, 3, 0, 5);
     GaussianMixture g;
@@ -327,6 +389,40 @@ TEST_SUITE("parity") {
     }
   }
 
+  TEST_CASE("PCA's variances, sign-fixed components and projections are within 1e-5 of scikit-learn's") {
+    for (const std::string name : {"digits", "digits_wide", "lowrank"}) {
+      CAPTURE(name);
+      const auto f = SafetensorsFile::open(kData + "pca_" + name + ".safetensors");
+      const FeatureMatrix x = name == "lowrank" ? lowrank_rows(f) : matrix(f, "x");
+      const Pca p = Pca::fit({&x}, doubles(f, "n_components")[0]);
+      CHECK(p.solver == (name == "lowrank" ? "randomized" : "exact"));  // digits_wide: the Gram side
+      CHECK(column_relative_error(p.mean, doubles(f, "mean"), x.cols) < 1e-6);
+      const auto ev = doubles(f, "explained_variance");
+      for (size_t i = 0; i < ev.size(); ++i) CHECK(p.explained_variance[i] == doctest::Approx(ev[i]).epsilon(1e-5));
+      const auto ratio = doubles(f, "explained_variance_ratio");
+      for (size_t i = 0; i < ratio.size(); ++i) CHECK(p.explained_variance_ratio[i] == doctest::Approx(ratio[i]).epsilon(1e-5));
+      const auto comps = doubles(f, "components");
+      std::vector<double> got_t(comps.size()), want_t(comps.size());  // one column per component
+      const int64_t k = p.out_features(), d = x.cols;
+      for (int64_t i = 0; i < k; ++i)
+        for (int64_t j = 0; j < d; ++j)
+          got_t[static_cast<size_t>(j * k + i)] = p.components[static_cast<size_t>(i * d + j)],
+          want_t[static_cast<size_t>(j * k + i)] = comps[static_cast<size_t>(i * d + j)];
+      CHECK(column_relative_error(got_t, want_t, k) < 1e-5);
+      const FeatureMatrix t = p.apply(x);
+      CHECK(column_relative_error(std::vector<double>(t.values.begin(), t.values.end()), doubles(f, "transformed"), k) < 1e-5);
+    }
+  }
+
+  TEST_CASE("PCA with a variance fraction keeps as many components as scikit-learn's") {
+    const auto f = SafetensorsFile::open(kData + "pca_digits_fraction.safetensors");
+    const FeatureMatrix x = matrix(SafetensorsFile::open(kData + "pca_digits.safetensors"), "x");
+    const Pca p = Pca::fit({&x}, 0.9);
+    CHECK(p.out_features() == static_cast<int64_t>(doubles(f, "n_components")[0]));
+    const auto ev = doubles(f, "explained_variance");
+    for (size_t i = 0; i < ev.size(); ++i) CHECK(p.explained_variance[i] == doctest::Approx(ev[i]).epsilon(1e-5));
+  }
+
   TEST_CASE("average precision and ROC-AUC equal scikit-learn's on scores with ties") {
     const auto f = SafetensorsFile::open(kData + "metrics.safetensors");
     const auto lab = doubles(f, "labels");
@@ -369,6 +465,34 @@ TEST_SUITE("cli") {
     }
     const auto g = cli("fit gmm --real " + f + ":real --components 2 --covariance diag --out " + tmp.file("g.safetensors"));
     CHECK_MESSAGE(g.exit_code == 0, g.output);
+  }
+
+  TEST_CASE("fit --pca saves the projection in the model and score applies it to full-width rows") {
+    if (!have_cli()) return;
+    TempDir tmp;
+    const FeatureMatrix real = blob(30, 6, -1, 12), fake = blob(30, 6, 1, 13);
+    auto tensor_of = [](const FeatureMatrix& m) {
+      Tensor t = Tensor::empty(Shape{m.rows, m.cols}, DType::F32);
+      std::copy(m.values.begin(), m.values.end(), t.data<float>());
+      return t;
+    };
+    save_safetensors(tmp.file("f.safetensors"), {{"real", tensor_of(real)}, {"fake", tensor_of(fake)}});
+    const std::string f = tmp.file("f.safetensors");
+    const auto r = cli("fit svm --real " + f + ":real --fake " + f + ":fake --pca 2 --out " + tmp.file("m.safetensors"));
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    CHECK(r.output.find("pca: 6 -> 2 features") != std::string::npos);
+    const auto m = SafetensorsFile::open(tmp.file("m.safetensors"));
+    CHECK(m.get("pca.components").shape() == Shape{2, 6});
+    CHECK(m.get("svm.support_vectors").shape()[1] == 2);
+    REQUIRE(cli("score --model " + tmp.file("m.safetensors") + " --features " + f + ":fake --output " + tmp.file("s.csv")).exit_code == 0);
+    const std::string csv = test::read_file(tmp.file("s.csv"));
+    CHECK(std::count(csv.begin(), csv.end(), '\n') == 31);
+    const auto g = cli("fit gmm --real " + f + ":real --components 2 --pca 0.5 --out " + tmp.file("g.safetensors"));
+    CHECK_MESSAGE(g.exit_code == 0, g.output);
+    for (const std::string bad : {"0", "1.5", "-2", "x"})
+      CHECK(cli("fit probe --real " + f + ":real --fake " + f + ":fake --pca " + bad + " --out " + tmp.file("p.safetensors")).exit_code == 1);
+    CHECK(cli("fit svm --real " + f + ":real --fake " + f + ":fake --pca 7 --out " + tmp.file("p.safetensors")).exit_code == 1);
+    CHECK_FALSE(fs::exists(tmp.file("p.safetensors")));
   }
 
   TEST_CASE("eval with a labels file reads groups from it") {

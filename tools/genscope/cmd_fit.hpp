@@ -9,6 +9,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <set>
 #include <string>
@@ -37,8 +38,29 @@ inline double get_double(const Args& args, const std::string& name, double fallb
 inline void check_options(const Args& args, const std::string& head, const std::set<std::string>& allowed) {
   for (const std::string name : {"fake", "kernel", "C", "gamma", "tol", "shrinking", "probability", "indices", "degree",
                                  "coef0", "cache-mb", "epochs", "lr", "batch", "seed", "init", "components", "covariance",
-                                 "percentile", "reg-covar", "max-iter", "n-init"})
+                                 "percentile", "reg-covar", "max-iter", "n-init", "pca"})
     if (args.has(name) && !allowed.count(name)) fail<UsageError>("fit ", head, ": option '--", name, "' does not apply to ", head);
+}
+
+// --pca: an integer count of components (>= 1), or a fraction 0 < f < 1 of the variance to
+// explain (scikit-learn's PCA n_components); 0 (absent) is off.
+inline double get_pca(const Args& args) {
+  const auto v = args.get("pca");
+  if (!v) return 0;
+  double x = 0;
+  const auto r = std::from_chars(v->data(), v->data() + v->size(), x);
+  if (r.ec != std::errc() || r.ptr != v->data() + v->size() || !(x > 0) || (x >= 1 && x != std::floor(x)) || x > 1e9)
+    fail<UsageError>("fit: option '--pca' expects a number of components (an integer >= 1) or a fraction of the variance in (0, 1), got '",
+                     *v, "'");
+  return x;
+}
+
+inline void print_pca(const detect::Pca& p) {
+  if (!p.enabled()) return;
+  double explained = 0;
+  for (double v : p.explained_variance_ratio) explained += v;
+  std::printf("pca: %lld -> %lld features (%s solver), %.2f %% of the variance\n", static_cast<long long>(p.in_features()),
+              static_cast<long long>(p.out_features()), p.solver.c_str(), 100 * explained);
 }
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -61,6 +83,7 @@ inline int run_fit(int argc, char** argv) {
              {"fake", "F", "generated features (svm, probe)"},
              {"out", "M.safetensors", "where to write the model (atomically)"},
              {"standardize", "", "standardise features (mean 0, variance 1) inside the model"},
+             {"pca", "K", "project on the top K principal axes inside the model (after --standardize); 0<K<1: the fewest axes explaining that fraction of the variance"},
              {"kernel", "K", "svm: linear, rbf (default), poly, sigmoid"},
              {"C", "C", "svm: penalty (default 1)"},
              {"gamma", "G", "svm: a value, scale (default, 1/(D·Var X)) or auto (1/D, RAID's)"},
@@ -74,7 +97,7 @@ inline int run_fit(int argc, char** argv) {
              {"epochs", "N", "probe: epochs (default 1)"},
              {"lr", "LR", "probe: Adam learning rate (default 1e-3)"},
              {"batch", "N", "probe: batch size (default 32)"},
-             {"seed", "S", "probe: shuffle seed; gmm: k-means++ seed; svm: CV seed (default 0)"},
+             {"seed", "S", "probe: shuffle seed; gmm: k-means++ seed; svm: CV seed; all: randomized PCA seed (default 0)"},
              {"init", "M.safetensors", "probe: start from this head (e.g. UAR's, converted)"},
              {"components", "K", "gmm: mixture components (default 6)"},
              {"covariance", "TYPE", "gmm: full (default), diag, tied, spherical"},
@@ -90,7 +113,7 @@ inline int run_fit(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
 
   if (head == "probe") {
-    check_options(args, head, {"fake", "epochs", "lr", "batch", "seed", "init"});
+    check_options(args, head, {"fake", "epochs", "lr", "batch", "seed", "init", "pca"});
     detect::LinearProbe<float> probe;
     if (auto init = args.get("init")) {
       probe = detect::LinearProbe<float>::load(*init);
@@ -101,17 +124,20 @@ inline int run_fit(int argc, char** argv) {
     probe.options.batch = static_cast<int>(args.get_int("batch", 1, 1 << 30).value_or(32));
     probe.options.seed = static_cast<uint64_t>(args.get_int("seed", 0, INT64_MAX).value_or(0));
     probe.options.standardize = standardize;
-    if (args.has("init") && standardize) fail<UsageError>("fit probe: --standardize cannot be combined with --init");
+    probe.options.pca = get_pca(args);
+    if (args.has("init") && (standardize || args.has("pca")))
+      fail<UsageError>("fit probe: --standardize and --pca cannot be combined with --init");
     const auto real = read(args, "real"), fake = read(args, "fake");
     if (args.has("init") && probe.features() != real.cols)
       fail<UsageError>("fit probe: --init head has ", probe.features(), " features, the data ", real.cols);
     probe.fit(real, fake);
+    print_pca(probe.pca);
     probe.save(out);
     std::printf("probe: %lld rows, %d epoch(s), fit in %.2f s; wrote %s\n", static_cast<long long>(real.rows + fake.rows),
                 probe.options.epochs, seconds_since(t0), out.c_str());
   } else if (head == "svm") {
     check_options(args, head, {"fake", "kernel", "C", "gamma", "tol", "shrinking", "probability", "indices", "degree", "coef0",
-                               "cache-mb", "seed"});
+                               "cache-mb", "seed", "pca"});
     detect::Svm svm;
     auto& o = svm.options;
     if (auto k = args.get("kernel")) {
@@ -133,6 +159,7 @@ inline int run_fit(int argc, char** argv) {
     o.shrinking = args.has("shrinking");
     o.probability = args.has("probability");
     o.standardize = standardize;
+    o.pca = get_pca(args);
     o.cache_bytes = static_cast<int64_t>(args.get_int("cache-mb", 1, 1 << 20).value_or(200)) << 20;
     o.seed = static_cast<uint64_t>(args.get_int("seed", 0, INT64_MAX).value_or(0));
     if (auto ind = args.get("indices")) {
@@ -145,12 +172,13 @@ inline int run_fit(int argc, char** argv) {
       for (int64_t c : o.indices)
         if (c < 0 || c >= real.cols) fail<InputError>(*args.get("indices"), ": index ", c, " out of range [0, ", real.cols, ")");
     svm.fit(real, fake);
+    print_pca(svm.pca);
     svm.save(out);
     std::printf("svm: %s kernel, gamma %.6g, %lld support vectors, %lld iterations, fit in %.2f s; wrote %s\n",
                 std::string(detect::kernel_name(o.kernel)).c_str(), svm.kernel.gamma, static_cast<long long>(svm.support.rows),
                 static_cast<long long>(svm.iterations), seconds_since(t0), out.c_str());
   } else if (head == "gmm") {
-    check_options(args, head, {"components", "covariance", "percentile", "reg-covar", "tol", "max-iter", "n-init", "seed"});
+    check_options(args, head, {"components", "covariance", "percentile", "reg-covar", "tol", "max-iter", "n-init", "seed", "pca"});
     detect::GaussianMixture gmm;
     auto& o = gmm.options;
     o.components = static_cast<int>(args.get_int("components", 1, 100000).value_or(6));
@@ -168,8 +196,10 @@ inline int run_fit(int argc, char** argv) {
     o.n_init = static_cast<int>(args.get_int("n-init", 1, 1 << 20).value_or(1));
     o.seed = static_cast<uint64_t>(args.get_int("seed", 0, INT64_MAX).value_or(0));
     o.standardize = standardize;
+    o.pca = get_pca(args);
     const auto real = read(args, "real");
     gmm.fit(real);
+    print_pca(gmm.pca);
     gmm.save(out);
     std::printf("gmm: %d %s components, %d EM iterations (%s), mean log-likelihood %.6g, threshold %.6g; fit in %.2f s; wrote %s\n",
                 gmm.K(), std::string(detect::covariance_name(o.covariance)).c_str(), gmm.n_iter,

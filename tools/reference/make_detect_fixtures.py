@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write genscope's detector-head test fixtures (tests/data/detect/) from the reference
 implementations: PyTorch (the linear probe's Adam step), scikit-learn (SVC = libsvm, Platt's
-sigmoid, GaussianMixture, average_precision_score, roc_auc_score).
+sigmoid, GaussianMixture, PCA, average_precision_score, roc_auc_score).
 
     pip install torch numpy scikit-learn safetensors
     python3 tools/reference/make_detect_fixtures.py             # tests/data/detect/
@@ -19,6 +19,7 @@ import torch
 from safetensors.numpy import save_file
 from sklearn.calibration import _sigmoid_calibration
 from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.decomposition import PCA
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.mixture import GaussianMixture
 from sklearn.svm import SVC
@@ -150,6 +151,33 @@ def gmms():
                             "source": "scikit-learn %s GaussianMixture(4, %s, reg_covar=1e-6, tol=1e-3, given init)" % (__import__("sklearn").__version__, cov)})
 
 
+def pcas():
+    """PCA(svd_solver='full'): scipy's SVD of the centred rows, signs by svd_flip on Vt (the
+    solver genscope's exact path reproduces). digits: 1797 x 64 (covariance side), its first 50
+    rows (n < D: the Gram side), and 0.9 of the variance; lowrank: 600 x 700 rows of rank 30
+    (a b, small integers: exact in f32; only a and b are stored), 20 components, where genscope takes its randomized path."""
+    def case(name, x, n_components, extra):
+        x = np.asarray(x, dtype=np.float32)
+        p = PCA(n_components=n_components, svd_solver="full").fit(x.astype(np.float64))
+        t = p.transform(x.astype(np.float64))
+        save_file(dict({"mean": f32(p.mean_), "components": f32(p.components_),
+                        "explained_variance": f32(p.explained_variance_),
+                        "explained_variance_ratio": f32(p.explained_variance_ratio_), "transformed": f32(t),
+                        "n_components": i64([p.n_components_])}, **extra),
+                  str(OUT / ("pca_%s.safetensors" % name)),
+                  metadata={"n_components": repr(n_components),
+                            "source": "scikit-learn %s PCA(n_components=%r, svd_solver='full')" % (__import__("sklearn").__version__, n_components)})
+    dg = load_digits().data
+    case("digits", dg, 20, {"x": f32(dg)})
+    case("digits_wide", dg[:50], 10, {"x": f32(dg[:50])})
+    case("digits_fraction", dg, 0.9, {})  # x: pca_digits.safetensors
+    # Small integers, so x = a b is exact in f32 and genscope rebuilds it from a and b.
+    rng = np.random.RandomState(6)
+    a = np.round(rng.randn(600, 30) * np.geomspace(40, 2, 30))
+    b = rng.randint(-3, 4, size=(30, 700)).astype(np.float64)
+    case("lowrank", a @ b, 20, {"a": f32(a), "b": f32(b)})
+
+
 def metrics():
     rng = np.random.RandomState(5)
     y = (rng.rand(200) > 0.45).astype(np.int64)
@@ -165,6 +193,7 @@ if __name__ == "__main__" and "--example" not in __import__("sys").argv:
     svms()
     platt()
     gmms()
+    pcas()
     metrics()
     print("wrote", sorted(p.name for p in OUT.glob("*.safetensors")))
 

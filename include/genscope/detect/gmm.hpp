@@ -10,8 +10,11 @@
 //   stop    when the mean log-likelihood changes by less than tol, or after max_iter; of n_init
 //           runs the one with the highest final lower bound is kept.
 // Initialisation: given weights/means/precisions (sklearn's weights_init, means_init,
-// precisions_init), or k-means++ seeding (Arthur & Vassilvitskii 2007) with every row assigned
+// precisions_init), or greedy k-means++ seeding as sklearn's kmeans_plusplus with every row assigned
 // to its nearest seed, then one M-step.
+//
+// Optional standardisation then PCA (detect/pca.hpp), fitted on the real rows, saved with the
+// mixture and applied by score(); the mixture lives in the PCA's space.
 //
 // As a detector: score = −log-likelihood (higher = less typical of real images = more likely
 // generated); threshold = −(the `percentile`-th percentile of the fit rows' log-likelihoods,
@@ -32,6 +35,7 @@
 #include "genscope/detect/dot_f64.hpp"
 #include "genscope/detect/features.hpp"
 #include "genscope/detect/model_file.hpp"
+#include "genscope/detect/pca.hpp"
 #include "genscope/detect/standardize.hpp"
 
 namespace genscope::detect {
@@ -64,6 +68,7 @@ struct GmmOptions {
   uint64_t seed = 0;
   double percentile = 0.05;  // in percent: 0.05 keeps 99.95 % of the fit rows as real
   bool standardize = false;
+  double pca = 0;  // > 0: PCA to this many components (or variance fraction < 1), fitted on the real rows
 };
 
 // Parameters of a mixture. prec_chol holds, per covariance type (sklearn's precisions_cholesky_):
@@ -75,19 +80,15 @@ struct GmmParams {
 // Lower Cholesky factor of the symmetric positive definite D×D matrix a (in place).
 inline void cholesky_lower(std::vector<double>& a, int64_t d, int component) {
   for (int64_t j = 0; j < d; ++j) {
-    double s = a[static_cast<size_t>(j * d + j)];
-    for (int64_t k = 0; k < j; ++k) s -= a[static_cast<size_t>(j * d + k)] * a[static_cast<size_t>(j * d + k)];
+    const double* rj = a.data() + j * d;
+    const double s = rj[j] - dot_f64(rj, rj, j);
     if (!(s > 0))
       fail<InputError>("gmm: covariance of component ", component,
                        " is not positive definite; increase reg_covar or use fewer components");
     const double l = std::sqrt(s);
     a[static_cast<size_t>(j * d + j)] = l;
     parallel_for(j + 1, d, 64, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        double t = a[static_cast<size_t>(i * d + j)];
-        for (int64_t k = 0; k < j; ++k) t -= a[static_cast<size_t>(i * d + k)] * a[static_cast<size_t>(j * d + k)];
-        a[static_cast<size_t>(i * d + j)] = t / l;
-      }
+      for (int64_t i = i0; i < i1; ++i) a[static_cast<size_t>(i * d + j)] = (a[static_cast<size_t>(i * d + j)] - dot_f64(a.data() + i * d, rj, j)) / l;
     });
     for (int64_t k = j + 1; k < d; ++k) a[static_cast<size_t>(j * d + k)] = 0;
   }
@@ -100,11 +101,9 @@ inline std::vector<double> precision_cholesky(std::vector<double> cov, int64_t d
   parallel_for(0, d, 16, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       // Forward substitution L z = e_c; z_i = 0 for i < c.
-      for (int64_t i = c; i < d; ++i) {
-        double s = i == c ? 1.0 : 0.0;
-        for (int64_t k = c; k < i; ++k) s -= cov[static_cast<size_t>(i * d + k)] * p[static_cast<size_t>(c * d + k)];
-        p[static_cast<size_t>(c * d + i)] = s / cov[static_cast<size_t>(i * d + i)];
-      }
+      double* z = p.data() + c * d;
+      for (int64_t i = c; i < d; ++i)
+        z[i] = ((i == c ? 1.0 : 0.0) - dot_f64(cov.data() + i * d + c, z + c, i - c)) / cov[static_cast<size_t>(i * d + i)];
     }
   });
   // p currently holds (L⁻¹)ᵀ row-major transposed: p[c][i] = (L⁻¹)[i][c] = P[c][i]. Already P.
@@ -115,22 +114,22 @@ inline std::vector<double> precision_cholesky(std::vector<double> cov, int64_t d
 struct GmmData {
   int64_t n = 0, d = 0;
   std::vector<double> x, x2;    // [n, d]: x and x² (element-wise; diag and spherical only)
-  std::vector<double> xt, x2t;  // [d, n]: their transposes, for the M-step's respᵀ·x
+  std::vector<double> xt;       // [d, n]: x's transpose (full only: the M-step's centred columns)
   std::vector<double> xtx;      // [d, d]: xᵀx (tied only)
 
   static GmmData of(const FeatureMatrix& m, CovarianceType cov, bool for_fit) {
-    GmmData g{m.rows, m.cols, std::vector<double>(m.values.begin(), m.values.end()), {}, {}, {}, {}};
+    GmmData g{m.rows, m.cols, std::vector<double>(m.values.begin(), m.values.end()), {}, {}, {}};
     const bool diagonal = cov == CovarianceType::Diag || cov == CovarianceType::Spherical;
     if (diagonal) {
       g.x2 = g.x;
       for (double& v : g.x2) v *= v;
     }
     if (!for_fit) return g;
-    g.xt = transposed(g.x.data(), g.n, g.d);
-    if (diagonal) g.x2t = transposed(g.x2.data(), g.n, g.d);
+    if (cov == CovarianceType::Full) g.xt = transposed(g.x.data(), g.n, g.d);
     if (cov == CovarianceType::Tied) {
+      const std::vector<double> xt = transposed(g.x.data(), g.n, g.d);
       g.xtx.resize(static_cast<size_t>(g.d * g.d));
-      dot_block_f64(g.xt.data(), g.d, g.xt.data(), g.d, g.n, g.xtx.data(), g.d);
+      dot_block_f64(xt.data(), g.d, xt.data(), g.d, g.n, g.xtx.data(), g.d);
     }
     return g;
   }
@@ -140,8 +139,9 @@ class GaussianMixture {
  public:
   GmmOptions options;
   Standardizer standardize;
+  Pca pca;
   GmmParams params;
-  int64_t dim = 0;
+  int64_t dim = 0;  // after standardisation and PCA
   double lower_bound = -std::numeric_limits<double>::infinity();
   int n_iter = 0;
   bool converged = false;
@@ -158,12 +158,16 @@ class GaussianMixture {
 
   // Per-row log-likelihood log p(x) (sklearn's score_samples).
   std::vector<double> log_likelihood(const FeatureMatrix& x_in) const {
-    if (x_in.cols != dim) fail<ShapeError>("gmm: features have ", x_in.cols, " columns, the model expects ", dim);
-    const GmmData x = GmmData::of(standardize.apply(x_in), options.covariance, false);
+    if (x_in.cols != input_features())
+      fail<ShapeError>("gmm: features have ", x_in.cols, " columns, the model expects ", input_features());
+    const GmmData x = GmmData::of(pca.apply(standardize.apply(x_in)), options.covariance, false);
     std::vector<double> ll, resp;
     e_step(x, params, ll, resp);
     return ll;
   }
+
+  // Columns log_likelihood() expects: the PCA's input width, or the mixture's.
+  int64_t input_features() const { return pca.enabled() ? pca.in_features() : dim; }
 
   std::vector<double> score(const FeatureMatrix& x) const {
     std::vector<double> s = log_likelihood(x);
@@ -191,6 +195,7 @@ class GaussianMixture {
     w.tensor("gmm.means", params.means, Shape{K(), dim});
     w.tensor("gmm.precisions_cholesky", params.prec_chol, Shape{static_cast<int64_t>(params.prec_chol.size())});
     standardize.save(w);
+    pca.save(w);
     w.save(path);
   }
 
@@ -212,6 +217,11 @@ class GaussianMixture {
       fail<FormatError>(path, ": gmm.precisions_cholesky has ", g.params.prec_chol.size(), " values, expected ",
                         g.prec_size(g.K(), g.dim));
     g.standardize = Standardizer::load(r);
+    g.pca = Pca::load(r);
+    if (g.pca.enabled() && g.pca.out_features() != g.dim)
+      fail<FormatError>(path, ": pca.components has ", g.pca.out_features(), " rows for means of ", g.dim, " features");
+    if (g.standardize.enabled() && static_cast<int64_t>(g.standardize.mean.size()) != g.input_features())
+      fail<FormatError>(path, ": standardize.mean does not match gmm.means (or pca.mean)");
     return g;
   }
 
@@ -231,7 +241,9 @@ class GaussianMixture {
     if (real.rows < options.components) fail<UsageError>("gmm: ", real.rows, " rows for ", options.components, " components");
     if (options.max_iter < 1 || options.n_init < 1) fail<UsageError>("gmm: max_iter and n_init must be >= 1");
     standardize = options.standardize ? Standardizer::fit({&real}) : Standardizer{};
-    const FeatureMatrix xf = standardize.apply(real);
+    FeatureMatrix xf = standardize.apply(real);
+    pca = options.pca > 0 ? Pca::fit({&xf}, options.pca, options.seed) : Pca{};
+    xf = pca.apply(xf);
     const GmmData x = GmmData::of(xf, options.covariance, true);
     dim = x.d;
     std::mt19937_64 rng(options.seed);
@@ -292,23 +304,29 @@ class GaussianMixture {
     const double log2pi = std::log(2 * std::numbers::pi);
     std::vector<double> log_det(static_cast<size_t>(k), 0.0), q(static_cast<size_t>(n * k), 0.0);
     if (options.covariance == CovarianceType::Full || options.covariance == CovarianceType::Tied) {
-      std::vector<double> y(static_cast<size_t>(n * d));
+      // y = x [P_1 … P_K] as one product (tied: one P); P is upper triangular, so row j of Pᵀ
+      // stops at feature j (DotShape::b_prefix), half the multiply-adds of a full product.
+      const bool tied = options.covariance == CovarianceType::Tied;
+      const int64_t kp = tied ? 1 : k;
+      std::vector<double> pt(static_cast<size_t>(kp * d * d)), y(static_cast<size_t>(n * kp * d));
+      for (int64_t c = 0; c < kp; ++c) {
+        const std::vector<double> t = transposed(p.prec_chol.data() + c * d * d, d, d);
+        std::copy(t.begin(), t.end(), pt.begin() + c * d * d);
+      }
+      gemm_nt_f64(x.x.data(), n, pt.data(), kp * d, d, y.data(), kp * d, DotShape{false, d});
       for (int64_t c = 0; c < k; ++c) {
-        const bool tied = options.covariance == CovarianceType::Tied;
-        const double* P = p.prec_chol.data() + (tied ? 0 : c * d * d);
+        const int64_t cp = tied ? 0 : c;
+        const double* P = p.prec_chol.data() + cp * d * d;
         for (int64_t j = 0; j < d; ++j) log_det[static_cast<size_t>(c)] += std::log(P[j * d + j]);
-        if (c == 0 || !tied) {
-          const std::vector<double> pt = transposed(P, d, d);
-          dot_block_f64(x.x.data(), n, pt.data(), d, d, y.data(), d);  // y = x P
-        }
         std::vector<double> mp(static_cast<size_t>(d), 0.0);  // μ P
         for (int64_t t = 0; t < d; ++t)
-          for (int64_t j = 0; j < d; ++j) mp[static_cast<size_t>(j)] += p.means[static_cast<size_t>(c * d + t)] * P[t * d + j];
+          for (int64_t j = t; j < d; ++j) mp[static_cast<size_t>(j)] += p.means[static_cast<size_t>(c * d + t)] * P[t * d + j];
         parallel_for(0, n, 16, [&](int64_t i0, int64_t i1) {
           for (int64_t i = i0; i < i1; ++i) {
+            const double* yi = y.data() + (i * kp + cp) * d;
             double s = 0;
             for (int64_t j = 0; j < d; ++j) {
-              const double v = y[static_cast<size_t>(i * d + j)] - mp[static_cast<size_t>(j)];
+              const double v = yi[j] - mp[static_cast<size_t>(j)];
               s += v * v;
             }
             q[static_cast<size_t>(i * k + c)] = s;
@@ -367,9 +385,10 @@ class GaussianMixture {
     std::vector<double> nk(static_cast<size_t>(k), eps10);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < k; ++c) nk[static_cast<size_t>(c)] += resp[static_cast<size_t>(i * k + c)];
-    const std::vector<double> rt = transposed(resp.data(), n, k);  // [K, n]
-    p.means.assign(static_cast<size_t>(k * d), 0.0);
-    dot_block_f64(rt.data(), k, x.xt.data(), d, n, p.means.data(), d);  // respᵀ x
+    const bool diagonal = options.covariance == CovarianceType::Diag || options.covariance == CovarianceType::Spherical;
+    std::vector<double> var;  // respᵀ x² (diag, spherical), summed in the same pass as respᵀ x
+    if (diagonal) var.assign(static_cast<size_t>(k * d), 0.0);
+    weighted_row_sums(x, resp, k, p.means, diagonal ? &var : nullptr);
     for (int64_t c = 0; c < k; ++c)
       for (int64_t j = 0; j < d; ++j) p.means[static_cast<size_t>(c * d + j)] /= nk[static_cast<size_t>(c)];
 
@@ -381,8 +400,7 @@ class GaussianMixture {
     p.prec_chol.assign(prec_size(k, d), 0.0);
     if (options.covariance == CovarianceType::Diag || options.covariance == CovarianceType::Spherical) {
       // Σ_kj = respᵀx² / n_k − 2 μ·μ + μ² + reg (sklearn's diag form); spherical: the mean over j.
-      std::vector<double> var(static_cast<size_t>(k * d));
-      dot_block_f64(rt.data(), k, x.x2t.data(), d, n, var.data(), d);
+
       for (int64_t c = 0; c < k; ++c) {
         double mean_var = 0;
         for (int64_t j = 0; j < d; ++j) {
@@ -411,17 +429,21 @@ class GaussianMixture {
       p.prec_chol = precision_cholesky(std::move(cov), d, 0);
       return;
     }
-    // Full: Σ_k = (r_k ∘ (x − μ_k))ᵀ (x − μ_k) / n_k + reg I, with the differences transposed.
-    std::vector<double> dt(static_cast<size_t>(d * n)), rdt(static_cast<size_t>(d * n)), cov(static_cast<size_t>(d * d));
+    // Full: Σ_k = (r_k ∘ (x − μ_k))ᵀ (x − μ_k) / n_k + reg I (sklearn's form), computed as the
+    // Gram matrix SᵀS of S = √r_k ∘ (x − μ_k), which is symmetric: only its lower half is
+    // computed (DotShape::lower) and mirrored. The differences are kept transposed, [d, n].
+    std::vector<double> st(static_cast<size_t>(d * n)), cov(static_cast<size_t>(d * d)), sr(static_cast<size_t>(n));
     for (int64_t c = 0; c < k; ++c) {
       const double* mu = p.means.data() + c * d;
-      for (int64_t j = 0; j < d; ++j)
-        for (int64_t i = 0; i < n; ++i) {
-          const double v = x.xt[static_cast<size_t>(j * n + i)] - mu[j];
-          dt[static_cast<size_t>(j * n + i)] = v;
-          rdt[static_cast<size_t>(j * n + i)] = resp[static_cast<size_t>(i * k + c)] * v;
-        }
-      dot_block_f64(rdt.data(), d, dt.data(), d, n, cov.data(), d);
+      for (int64_t i = 0; i < n; ++i) sr[static_cast<size_t>(i)] = std::sqrt(resp[static_cast<size_t>(i * k + c)]);
+      parallel_for(0, d, 16, [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j)
+          for (int64_t i = 0; i < n; ++i)
+            st[static_cast<size_t>(j * n + i)] = sr[static_cast<size_t>(i)] * (x.xt[static_cast<size_t>(j * n + i)] - mu[j]);
+      });
+      gemm_nt_f64(st.data(), d, st.data(), d, n, cov.data(), d, DotShape{true, 0});
+      for (int64_t a = 0; a < d; ++a)
+        for (int64_t b = a + 1; b < d; ++b) cov[static_cast<size_t>(a * d + b)] = cov[static_cast<size_t>(b * d + a)];
       for (auto& v : cov) v /= nk[static_cast<size_t>(c)];
       for (int64_t j = 0; j < d; ++j) cov[static_cast<size_t>(j * d + j)] += options.reg_covar;
       const auto P = precision_cholesky(cov, d, static_cast<int>(c));
@@ -429,51 +451,94 @@ class GaussianMixture {
     }
   }
 
+  // sums [K, d] = respᵀ x and, if sq_sums, respᵀ x² (element-wise square): per row i, K axpys
+  // sums_c += r_ic · x_i over contiguous rows (BLAS's outer-product form of respᵀ·X, without a
+  // transpose), each thread owning a slice of the columns so that its K accumulating row slices
+  // stay in cache while x streams through once.
+  static void weighted_row_sums(const GmmData& x, const std::vector<double>& resp, int64_t k, std::vector<double>& sums,
+                                std::vector<double>* sq_sums) {
+    const int64_t n = x.n, d = x.d;
+    sums.assign(static_cast<size_t>(k * d), 0.0);
+    parallel_for(0, (d + 255) / 256, 1, [&](int64_t b0, int64_t b1) {
+      const int64_t j0 = b0 * 256, j1 = std::min(d, b1 * 256);
+      for (int64_t i = 0; i < n; ++i) {
+        const double* xi = x.x.data() + i * d;
+        for (int64_t c = 0; c < k; ++c) {
+          const double r = resp[static_cast<size_t>(i * k + c)];
+          if (r == 0) continue;  // hard k-means++ assignments: most are zero
+          double* s = sums.data() + c * d;
+          for (int64_t j = j0; j < j1; ++j) s[j] += r * xi[j];
+          if (sq_sums) {
+            double* q = sq_sums->data() + c * d;
+            for (int64_t j = j0; j < j1; ++j) q[j] += r * (xi[j] * xi[j]);
+          }
+        }
+      }
+    });
+  }
+
   static double check_var(double v, int64_t c) {
     if (!(v > 0)) fail<InputError>("gmm: variance of component ", c, " is not positive; increase reg_covar");
     return v;
   }
 
-  // k-means++ seeds (D² sampling), each row assigned to its nearest seed, then one M-step.
+  // Greedy k-means++ seeds as sklearn's kmeans_plusplus (sklearn/cluster/_kmeans.py, after
+  // Arthur & Vassilvitskii 2007): the first seed uniformly at random; each next one is the best
+  // of 2 + ⌊ln k⌋ candidates drawn with probability ∝ D(x)² (searchsorted on the cumulative
+  // sum), "best" meaning the lowest total Σ_i min(D(x_i)², d(x_i, candidate)²). Then every row
+  // is assigned to its nearest seed and one M-step gives the initial parameters (sklearn's
+  // _initialize with init_params='k-means++'). Squared distances are ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j
+  // clamped at 0, sklearn's _euclidean_distances with precomputed squared norms. The draws come
+  // from mt19937_64 (53-bit uniforms), so a seed gives the same seeds on every platform; they
+  // are not numpy's draws.
   GmmParams kmeanspp_init(const FeatureMatrix& x, const GmmData& data, std::mt19937_64& rng) const {
     const int64_t n = x.rows, d = x.cols, k = options.components;
+    std::vector<double> sq(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) sq[static_cast<size_t>(i)] = dot_f64(data.x.data() + i * d, data.x.data() + i * d, d);
     auto dist2 = [&](int64_t i, int64_t j) {
-      double s = 0;
-      for (int64_t t = 0; t < d; ++t) {
-        const double v = static_cast<double>(x.row(i)[t]) - x.row(j)[t];
-        s += v * v;
-      }
-      return s;
+      return std::max(0.0, sq[static_cast<size_t>(i)] + sq[static_cast<size_t>(j)] -
+                               2 * dot_f64(data.x.data() + i * d, data.x.data() + j * d, d));
+    };
+    auto uniform = [&] { return static_cast<double>(rng() >> 11) * 0x1.0p-53; };
+    auto distances_to = [&](int64_t s, const std::vector<double>& bound, std::vector<double>& out) {
+      out.resize(static_cast<size_t>(n));
+      parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i)
+          out[static_cast<size_t>(i)] = bound.empty() ? dist2(i, s) : std::min(bound[static_cast<size_t>(i)], dist2(i, s));
+      });
     };
     std::vector<int64_t> seeds{static_cast<int64_t>(rng() % static_cast<uint64_t>(n))};
-    std::vector<double> closest(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) closest[static_cast<size_t>(i)] = dist2(i, seeds[0]);
-    std::uniform_real_distribution<double> u(0.0, 1.0);
+    std::vector<double> closest, cumsum(static_cast<size_t>(n)), trial, best_trial;
+    distances_to(seeds[0], {}, closest);
+    const int trials = 2 + static_cast<int>(std::log(static_cast<double>(k)));
     while (static_cast<int64_t>(seeds.size()) < k) {
       double total = 0;
-      for (double v : closest) total += v;
-      double target = u(rng) * total;
-      int64_t pick = n - 1;
-      for (int64_t i = 0; i < n; ++i) {
-        target -= closest[static_cast<size_t>(i)];
-        if (target < 0) {
-          pick = i;
-          break;
-        }
+      for (int64_t i = 0; i < n; ++i) cumsum[static_cast<size_t>(i)] = total += closest[static_cast<size_t>(i)];
+      double best_pot = std::numeric_limits<double>::infinity();
+      int64_t best = 0;
+      for (int t = 0; t < trials; ++t) {
+        const double r = uniform() * total;
+        const int64_t cand = std::min<int64_t>(n - 1, std::lower_bound(cumsum.begin(), cumsum.end(), r) - cumsum.begin());
+        distances_to(cand, closest, trial);
+        double pot = 0;
+        for (double v : trial) pot += v;
+        if (pot < best_pot) best_pot = pot, best = cand, best_trial.swap(trial);
       }
-      seeds.push_back(pick);
-      for (int64_t i = 0; i < n; ++i) closest[static_cast<size_t>(i)] = std::min(closest[static_cast<size_t>(i)], dist2(i, pick));
+      seeds.push_back(best);
+      closest.swap(best_trial);
     }
     std::vector<double> resp(static_cast<size_t>(n * k), 0.0);
-    for (int64_t i = 0; i < n; ++i) {
-      int64_t best = 0;
-      double bd = std::numeric_limits<double>::infinity();
-      for (int64_t c = 0; c < k; ++c) {
-        const double v = dist2(i, seeds[static_cast<size_t>(c)]);
-        if (v < bd) bd = v, best = c;
+    parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        int64_t best = 0;
+        double bd = std::numeric_limits<double>::infinity();
+        for (int64_t c = 0; c < k; ++c) {
+          const double v = dist2(i, seeds[static_cast<size_t>(c)]);
+          if (v < bd) bd = v, best = c;
+        }
+        resp[static_cast<size_t>(i * k + best)] = 1;
       }
-      resp[static_cast<size_t>(i * k + best)] = 1;
-    }
+    });
     GmmParams p;
     m_step(data, resp, p);
     return p;

@@ -8,6 +8,8 @@
 //
 // A released head (UAR's epoch_0_model.pth converted with `genscope convert`: linear.weight
 // [1, D], linear.bias [1]) loads directly, and can be the starting point of fit (--init).
+// Optional standardisation then PCA (detect/pca.hpp) are fitted with the head, saved with it and
+// applied by score(); the weights then act on the PCA's outputs.
 #pragma once
 
 #include <cmath>
@@ -19,6 +21,7 @@
 
 #include "genscope/detect/features.hpp"
 #include "genscope/detect/model_file.hpp"
+#include "genscope/detect/pca.hpp"
 #include "genscope/detect/standardize.hpp"
 
 namespace genscope::detect {
@@ -29,6 +32,7 @@ struct ProbeOptions {
   int batch = 32;
   uint64_t seed = 0;
   bool standardize = false;
+  double pca = 0;  // > 0: PCA to this many components (or variance fraction < 1)
 };
 
 // Deterministic Fisher–Yates shuffle on mt19937_64 (whose output the C++ standard fixes), so a
@@ -43,6 +47,7 @@ class LinearProbe {
   std::vector<T> weight;  // [D]
   T bias = 0;
   Standardizer standardize;
+  Pca pca;
   ProbeOptions options;
 
   // Adam's state (torch.optim.Adam): first and second moments per parameter, and the step count.
@@ -53,6 +58,8 @@ class LinearProbe {
   } adam;
 
   int64_t features() const { return static_cast<int64_t>(weight.size()); }
+  // Columns score() expects: the PCA's input width, or the weights' when there is no PCA.
+  int64_t input_features() const { return pca.enabled() ? pca.in_features() : features(); }
 
   // nn.Linear's default initialisation: U(−1/√D, 1/√D) for weight and bias, seeded.
   void init_uniform(int64_t d, uint64_t seed) {
@@ -104,8 +111,12 @@ class LinearProbe {
     if (real.rows + fake.rows == 0) fail<UsageError>("probe: no rows to fit on");
     if (options.batch < 1 || options.epochs < 0) fail<UsageError>("probe: batch must be >= 1 and epochs >= 0");
     if (options.standardize) standardize = Standardizer::fit({&real, &fake});
-    FeatureMatrix x = standardize.apply(real);
-    const FeatureMatrix f = standardize.apply(fake);
+    FeatureMatrix x = standardize.apply(real), f = standardize.apply(fake);
+    if (options.pca > 0) {
+      pca = Pca::fit({&x, &f}, options.pca, options.seed);
+      x = pca.apply(x);
+      f = pca.apply(f);
+    }
     x.values.insert(x.values.end(), f.values.begin(), f.values.end());
     x.rows += f.rows;
     std::vector<float> y(static_cast<size_t>(x.rows), 0.0f);
@@ -123,8 +134,9 @@ class LinearProbe {
   }
 
   std::vector<double> score(const FeatureMatrix& x_in) const {
-    if (x_in.cols != features()) fail<ShapeError>("probe: features have ", x_in.cols, " columns, the model expects ", features());
-    const FeatureMatrix x = standardize.apply(x_in);
+    if (x_in.cols != input_features())
+      fail<ShapeError>("probe: features have ", x_in.cols, " columns, the model expects ", input_features());
+    const FeatureMatrix x = pca.apply(standardize.apply(x_in));
     std::vector<double> s(static_cast<size_t>(x.rows));
     for (int64_t i = 0; i < x.rows; ++i) s[static_cast<size_t>(i)] = sigmoid(logit(x.row(i)));
     return s;
@@ -144,6 +156,7 @@ class LinearProbe {
     w.tensor("linear.weight", wf, Shape{1, features()});
     w.tensor("linear.bias", std::vector<float>{static_cast<float>(bias)}, Shape{1});
     standardize.save(w);
+    pca.save(w);
     w.save(path);
   }
 
@@ -160,8 +173,11 @@ class LinearProbe {
     if (b.size() != 1) fail<FormatError>(path, ": linear.bias must be [1]");
     p.bias = b[0];
     p.standardize = Standardizer::load(r);
-    if (p.standardize.enabled() && static_cast<int64_t>(p.standardize.mean.size()) != p.features())
-      fail<FormatError>(path, ": standardize.mean does not match linear.weight");
+    p.pca = Pca::load(r);
+    if (p.pca.enabled() && p.pca.out_features() != p.features())
+      fail<FormatError>(path, ": pca.components has ", p.pca.out_features(), " rows for linear.weight of ", p.features(), " features");
+    if (p.standardize.enabled() && static_cast<int64_t>(p.standardize.mean.size()) != p.input_features())
+      fail<FormatError>(path, ": standardize.mean does not match linear.weight (or pca.mean)");
     if (r.has_meta("probe.epochs")) {
       p.options.epochs = static_cast<int>(r.meta_number("probe.epochs"));
       p.options.lr = r.meta_number("probe.lr");

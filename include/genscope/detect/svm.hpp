@@ -17,6 +17,10 @@
 // for iteration. Decision values, which need no such care, go through ops::gemm in batches; rbf
 // uses ‖x‖² + ‖y‖² − 2x·y with the norms in double. Dual variables, gradient and rho are double.
 //
+// Features pass, in order, through the index selection, the standardisation and the PCA (each
+// optional, each saved with the model and applied by score()); the support vectors are stored
+// after all three.
+//
 // Class convention: libsvm as scikit-learn drives it puts the first class (real, 0) at y = +1
 // and scikit-learn flips the sign of the binary decision function. genscope does the same so
 // its solver walks the same path, and score() = −(Σ y_i α_i K(x_i, x) − ρ): the decision value
@@ -42,6 +46,7 @@
 #include "genscope/detect/features.hpp"
 #include "genscope/detect/linear_probe.hpp"  // seeded_shuffle
 #include "genscope/detect/model_file.hpp"
+#include "genscope/detect/pca.hpp"
 #include "genscope/detect/standardize.hpp"
 #include "genscope/ops/gemm.hpp"
 
@@ -81,6 +86,7 @@ struct SvmOptions {
   int64_t max_iter = -1;                     // -1: libsvm's max(10⁷, 100·l)
   uint64_t seed = 0;                         // the cross-validation permutation of probability
   std::vector<int64_t> indices;              // keep only these feature columns (empty: all)
+  double pca = 0;                            // > 0: PCA to this many components (or variance fraction < 1)
 };
 
 // The kernel on f32 rows: blocks of values through one GEMM, transformed per kernel type.
@@ -524,6 +530,7 @@ class Svm {
  public:
   SvmOptions options;
   Standardizer standardize;
+  Pca pca;
   KernelFunction kernel;
   FeatureMatrix support;             // support vectors (after index selection and standardising)
   std::vector<double> coef;          // per support vector, sign so that score > 0 = generated
@@ -541,8 +548,10 @@ class Svm {
     FeatureMatrix real = options.indices.empty() ? real_in : select_columns(real_in, options.indices);
     FeatureMatrix fake = options.indices.empty() ? fake_in : select_columns(fake_in, options.indices);
     standardize = options.standardize ? Standardizer::fit({&real, &fake}) : Standardizer{};
-    FeatureMatrix x = standardize.apply(real);
-    const FeatureMatrix f = standardize.apply(fake);
+    FeatureMatrix x = standardize.apply(real), f = standardize.apply(fake);
+    pca = options.pca > 0 ? Pca::fit({&x, &f}, options.pca, options.seed) : Pca{};
+    x = pca.apply(x);
+    f = pca.apply(f);
     x.values.insert(x.values.end(), f.values.begin(), f.values.end());
     x.names.insert(x.names.end(), f.names.begin(), f.names.end());
     x.rows += f.rows;
@@ -557,11 +566,19 @@ class Svm {
   // Decision values: Σ coef_i K(sv_i, x) + intercept, in blocks of rows through GEMM.
   std::vector<double> score(const FeatureMatrix& x_in) const {
     // With an index selection, select_columns checks every index against x_in's width.
-    if (options.indices.empty() && x_in.cols != support.cols)
-      fail<ShapeError>("svm: features have ", x_in.cols, " columns, the model expects ", support.cols);
-    const FeatureMatrix x = standardize.apply(options.indices.empty() ? x_in : select_columns(x_in, options.indices));
-    return decision(x);
+    if (options.indices.empty() && x_in.cols != input_features())
+      fail<ShapeError>("svm: features have ", x_in.cols, " columns, the model expects ", input_features());
+    return decision(transform(x_in));
   }
+
+  // Feature rows as the support vectors are stored: index selection, standardisation, PCA.
+  FeatureMatrix transform(const FeatureMatrix& x_in) const {
+    return pca.apply(standardize.apply(options.indices.empty() ? x_in : select_columns(x_in, options.indices)));
+  }
+
+  // Columns score() expects after the index selection: PCA's input width, or the support
+  // vectors' when there is no PCA.
+  int64_t input_features() const { return pca.enabled() ? pca.in_features() : support.cols; }
 
   // P(generated) by Platt's sigmoid; only for models fitted with probability.
   std::vector<double> probability(const FeatureMatrix& x) const {
@@ -594,6 +611,7 @@ class Svm {
     }
     if (has_probability) w.meta("svm.platt_A", platt.A), w.meta("svm.platt_B", platt.B);
     standardize.save(w);
+    pca.save(w);
     w.save(path);
   }
 
@@ -614,10 +632,13 @@ class Svm {
     r.tensor("svm.dual_coef", s.coef, 1);
     if (static_cast<int64_t>(s.coef.size()) != s.support.rows)
       fail<FormatError>(path, ": svm.dual_coef has ", s.coef.size(), " entries for ", s.support.rows, " support vectors");
+    s.pca = Pca::load(r);
+    if (s.pca.enabled() && s.pca.out_features() != s.support.cols)
+      fail<FormatError>(path, ": pca.components has ", s.pca.out_features(), " rows for support vectors of ", s.support.cols, " features");
     if (r.file().contains("svm.indices")) {
       const Tensor t = r.file().get("svm.indices").contiguous();
-      if (t.dtype() != DType::I64 || t.dim() != 1 || t.numel() != s.support.cols)
-        fail<FormatError>(path, ": svm.indices must be i64 [", s.support.cols, "]");
+      if (t.dtype() != DType::I64 || t.dim() != 1 || t.numel() != s.input_features())
+        fail<FormatError>(path, ": svm.indices must be i64 [", s.input_features(), "]");
       s.options.indices.assign(t.data<int64_t>(), t.data<int64_t>() + t.numel());
     }
     if (r.has_meta("svm.platt_A")) {
@@ -625,8 +646,8 @@ class Svm {
       s.platt = {r.meta_number("svm.platt_A"), r.meta_number("svm.platt_B")};
     }
     s.standardize = Standardizer::load(r);
-    if (s.standardize.enabled() && static_cast<int64_t>(s.standardize.mean.size()) != s.support.cols)
-      fail<FormatError>(path, ": standardize.mean does not match the support vectors");
+    if (s.standardize.enabled() && static_cast<int64_t>(s.standardize.mean.size()) != s.input_features())
+      fail<FormatError>(path, ": standardize.mean does not match the support vectors (or pca.mean)");
     return s;
   }
 
@@ -712,6 +733,7 @@ class Svm {
         sub.options = options;
         sub.options.probability = false;
         sub.options.standardize = false;
+        sub.options.pca = 0;
         sub.options.indices.clear();
         sub.options.gamma_mode = GammaMode::Value;
         sub.options.gamma = kernel.gamma;
