@@ -126,6 +126,14 @@ TEST_CASE("bad options are usage errors (exit 1) and write nothing") {
   CHECK_FALSE(fs::exists(tmp.file("f.safetensors")));
 }
 
+TEST_CASE("a reduced --precision without --device cuda is a usage error (exit 1) that writes nothing") {
+  TempDir tmp;
+  const Result r = run(kTimm + " --precision f16 --input " + kImage + " --output " + tmp.file("f.safetensors"));
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("--precision") != std::string::npos);
+  CHECK_FALSE(fs::exists(tmp.file("f.safetensors")));
+}
+
 TEST_CASE("weights of another layout are an input error naming the missing tensor") {
   TempDir tmp;
   const Result r = run("--arch clip --weights " + kData + "/vit/timm-vit.safetensors --input " + kImage + " --output " + tmp.file("f.safetensors"));

@@ -1,6 +1,7 @@
 // genscope features --arch aim|clip|spai-vit|timm-vit --weights W.safetensors --input DIR|FILE|LIST.txt
 //                   --output F.safetensors [--layers A-B] [--pool cls|mean|probe] [--crop rich|center]
-//                   [--batch N] [--device cpu|cuda] [--seed S] [--heads N] [--project]
+//                   [--batch N] [--device cpu|cuda] [--precision f32|tf32|f16|bf16] [--seed S]
+//                   [--heads N] [--project]
 // One feature row per image from a Vision Transformer (models/vit_features.hpp): a tensor
 // `features` [N, D] f32 and, in the metadata, `paths`, a JSON array of the image paths in row
 // order. A directory is walked recursively in sorted order (files with an image extension); a
@@ -9,6 +10,10 @@
 // count is reported at the end with exit 2; the output is still written, complete for all the
 // others. The output is written atomically. A progress line with images/s goes to stderr when it
 // is a terminal.
+// --device cuda runs the model on the GPU (models/vit_cuda.hpp, through cuda_vit.hpp) when genscope
+// is built with CUDA: the same rows, from weights uploaded once; --precision picks its storage and
+// GEMM mode (f32, the default, is the CPU's arithmetic). Without a usable GPU: DeviceError, exit 2.
+// A build without CUDA refuses --device cuda as a usage error (exit 1).
 #pragma once
 
 #include <unistd.h>
@@ -18,6 +23,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +33,9 @@
 #include "genscope/io/safetensors.hpp"
 #include "genscope/models/vit_features.hpp"
 #include "genscope/nn/weights.hpp"
+#if defined(GENSCOPE_CLI_CUDA)
+#include "cuda_vit.hpp"
+#endif
 
 namespace genscope::cli {
 
@@ -95,6 +104,7 @@ inline int run_features(int argc, char** argv) {
              {"crop", "NAME", "rich (UAR/RAID's rich-texture crop; default for aim) or center (the reference eval transform)"},
              {"batch", "N", "images per forward pass (default 8)"},
              {"device", "NAME", "cpu (default) or cuda"},
+             {"precision", "NAME", "cuda: f32 (default), tf32, f16 or bf16 weights and activations (f32 accumulation)"},
              {"seed", "S", "seed of the rich-texture crop's windows, as Python's random.seed(S) (default 0)"},
              {"heads", "N", "attention heads (default: width/128 for aim, width/64 otherwise)"},
              {"project", "", "clip: apply visual_projection to the pooled token (CLIP's image_embeds)"}});
@@ -113,10 +123,21 @@ inline int run_features(int argc, char** argv) {
   const int64_t batch = args.get_int("batch", 1, 4096).value_or(8);
   const uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 0, (int64_t{1} << 62)).value_or(0));
   const Device device = args.get_choice<Device>("device", {{"cpu", Device::CPU}, {"cuda", Device::CUDA}}).value_or(Device::CPU);
-  if (device == Device::CUDA) fail<UsageError>("features: --device cuda: the ViT models run on the CPU only for now");
+  const std::string precision = args.get("precision").value_or("f32");
+  if (precision != "f32" && precision != "tf32" && precision != "f16" && precision != "bf16")
+    fail<UsageError>("features: option '--precision' must be one of f32, tf32, f16, bf16; got '", precision, "'");
+  if (device == Device::CPU && precision != "f32") fail<UsageError>("features: --precision ", precision, " needs --device cuda (the CPU runs f32)");
+#if !defined(GENSCOPE_CLI_CUDA)
+  if (device == Device::CUDA) fail<UsageError>("features: --device cuda: this genscope was built without CUDA (GENSCOPE_CUDA=OFF)");
+#endif
 
   const std::vector<std::string> paths = collect_inputs(input);
   const VitFeatureExtractor model = VitFeatureExtractor::load(nn::Weights::open(weights_path), *arch, opt);
+  // The rows of one batch: the CPU model, or its copy on the GPU.
+  std::function<Tensor(const Tensor&)> features_of = [&model](const Tensor& x) { return model.features(x); };
+#if defined(GENSCOPE_CLI_CUDA)
+  if (device == Device::CUDA) features_of = make_cuda_vit_features(model, precision);
+#endif
   const int64_t D = model.feature_dim(), size = model.input_size();
 
   std::vector<float> rows;
@@ -150,7 +171,7 @@ inline int run_features(int argc, char** argv) {
     if (!pixels.empty()) {
       Tensor x = Tensor::empty({static_cast<int64_t>(pixels.size()), 3, size, size}, DType::F32);
       for (size_t i = 0; i < pixels.size(); ++i) x.select(0, static_cast<int64_t>(i)).copy_from(pixels[i]);
-      const Tensor f = model.features(x).contiguous();
+      const Tensor f = features_of(x).contiguous();
       rows.insert(rows.end(), f.data<float>(), f.data<float>() + f.numel());
       kept.insert(kept.end(), names.begin(), names.end());
     }
