@@ -17,7 +17,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,9 @@
 #include "genscope/io/image_write.hpp"
 #include "genscope/models/vae.hpp"
 #include "genscope/models/vae_tiling.hpp"
+#if defined(GENSCOPE_CLI_CUDA)
+#include "cuda_vae.hpp"
+#endif
 
 namespace genscope::cli {
 
@@ -80,7 +85,11 @@ inline int run_reconstruct(int argc, char** argv) {
   if (opts.tile % 8 != 0) fail<UsageError>("reconstruct: --tile ", opts.tile, " must be a multiple of 8");
   const bool cuda = args.get_choice<bool>("device", {{"cpu", false}, {"cuda", true}}).value_or(false);
   const bool resume = args.has("resume");
-  if (cuda) fail<DeviceError>("reconstruct: --device cuda: the VAE has no CUDA path in this build yet; use --device cpu");
+#if defined(GENSCOPE_CLI_CUDA)
+  if (cuda) require_cuda_vae_device();
+#else
+  if (cuda) fail<DeviceError>("reconstruct: --device cuda: this genscope was built without CUDA (GENSCOPE_CUDA=OFF); use --device cpu");
+#endif
 
   std::error_code ec;
   if (!fs::is_directory(input, ec)) fail<IoError>(input.string(), ": not a readable directory (--input)");
@@ -91,7 +100,16 @@ inline int run_reconstruct(int argc, char** argv) {
   if (ec) fail<IoError>(input.string(), ": cannot list: ", ec.message());
   std::sort(images.begin(), images.end());
 
-  const models::AutoencoderKL vae = models::AutoencoderKL::load(vae_path);
+  // One round trip for every image, on the chosen device; the rest of the command is shared.
+  std::function<Tensor(const Tensor&)> roundtrip;
+  if (cuda) {
+#if defined(GENSCOPE_CLI_CUDA)
+    roundtrip = make_cuda_vae_roundtrip(models::AutoencoderKL::load(vae_path), opts);  // host copy freed once uploaded
+#endif
+  } else {
+    auto vae = std::make_shared<const models::AutoencoderKL>(models::AutoencoderKL::load(vae_path));
+    roundtrip = [vae, opts](const Tensor& x) { return models::vae_roundtrip(*vae, x, opts); };
+  }
   const bool tty = ::isatty(STDERR_FILENO);
   std::vector<std::string> failed;
   std::map<fs::path, fs::path> claimed;  // output → the input that wrote it
@@ -110,7 +128,7 @@ inline int run_reconstruct(int argc, char** argv) {
     }
     try {
       const Tensor image = load_image_rgb(in.string());
-      const Tensor y = models::vae_roundtrip(vae, image_to_vae_input(image), opts);
+      const Tensor y = roundtrip(image_to_vae_input(image));
       fs::create_directories(out.parent_path(), ec);
       if (ec) fail<IoError>(out.parent_path().string(), ": cannot create: ", ec.message());
       save_png(out.string(), vae_output_to_image(y));
