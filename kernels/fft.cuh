@@ -48,7 +48,8 @@ __host__ __device__ inline float radial_frequency(int i, int j, int height, int 
   return sqrtf(u * u + v * v);
 }
 
-__global__ void __launch_bounds__(kFftThreads)
+// static: not a template, and several .cu files of one program may include this header.
+static __global__ void __launch_bounds__(kFftThreads)
     radial_mask_kernel(float2* __restrict__ spectrum, int64_t batch, int height, int width, float r_low, float r_high, bool invert) {
   const int64_t plane = int64_t{height} * width, n = batch * plane;
   const int64_t stride = int64_t{gridDim.x} * blockDim.x;

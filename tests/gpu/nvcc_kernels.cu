@@ -34,6 +34,8 @@
 #include "kernels/groupnorm.cuh"
 #include "kernels/layernorm.cuh"
 #include "kernels/softmax.cuh"
+#include "kernels/vae.cuh"
+#include "kernels/vit.cuh"
 
 namespace genscope::kernels {
 // Every launcher for every storage dtype (each instantiates its kernels for every activation).
@@ -46,7 +48,18 @@ namespace genscope::kernels {
                               cudaStream_t);                                                                         \
   template void softmax<T>(const T*, T*, int64_t, int64_t, float, cudaStream_t);                                     \
   template void attention<T>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t, int, float, cudaStream_t); \
-  template void gemm_epilogue<T>(T*, int64_t, const float*, Activation, const T*, int64_t, int64_t, int64_t, cudaStream_t);
+  template void gemm_epilogue<T>(T*, int64_t, const float*, Activation, const T*, int64_t, int64_t, int64_t, cudaStream_t); \
+  template void pad_bottom_right<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t, cudaStream_t);         \
+  template void upsample_nearest2x<T>(const T*, T*, int64_t, int64_t, int64_t, cudaStream_t);                        \
+  template void add_bias_residual<T>(T*, const float*, const T*, int64_t, int64_t, int64_t, cudaStream_t);           \
+  template void group_norm_split<T>(const T*, const float*, const float*, T*, int64_t, int64_t, int64_t, int64_t, float, Activation, \
+                                    float*, cudaStream_t, int64_t);                                                  \
+  template void patchify<T>(const float*, T*, int64_t, int64_t, int64_t, int64_t, int64_t, cudaStream_t);            \
+  template void assemble_tokens<T>(const T*, const float*, const float*, T*, int64_t, int64_t, int64_t, int64_t, cudaStream_t); \
+  template void split_heads<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t, cudaStream_t);             \
+  template void merge_heads<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, cudaStream_t);                      \
+  template void layer_average<T>(T*, const T*, int64_t, int64_t, float, const float*, const float*, cudaStream_t);   \
+  template void mean_tokens<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t, cudaStream_t);
 GENSCOPE_FOR_STORAGE_TYPES(GENSCOPE_INSTANTIATE)
 #undef GENSCOPE_INSTANTIATE
 template void cast<float, f16>(const float*, f16*, int64_t, cudaStream_t);
@@ -67,7 +80,8 @@ template void fftshift2d<float2>(const float2*, float2*, int64_t, int, int, bool
     reinterpret_cast<void*>(&genscope::cuda::softmax),     reinterpret_cast<void*>(&genscope::cuda::layer_norm),
     reinterpret_cast<void*>(&genscope::cuda::linear),      reinterpret_cast<void*>(&genscope::cuda::attention),
     reinterpret_cast<void*>(&genscope::kernels::radial_mask), reinterpret_cast<void*>(&genscope::kernels::rbf_kernel_matrix),
-    reinterpret_cast<void*>(&genscope::kernels::gmm_log_likelihood)};
+    reinterpret_cast<void*>(&genscope::kernels::gmm_log_likelihood), reinterpret_cast<void*>(&genscope::kernels::svm_prepare),
+    reinterpret_cast<void*>(&genscope::kernels::row_sq_norms),       reinterpret_cast<void*>(&genscope::kernels::svm_decision)};
 
 // Kernels (".text.<mangled name>" sections) per architecture in the fatbins of an ELF executable.
 static std::map<int, int> kernels_per_arch(const std::vector<char>& exe, int& cubins, int& compressed) {
