@@ -453,35 +453,8 @@ class CudaAutoencoderKL {
   vae_cuda_detail::Norm encoder_norm_out_, decoder_norm_out_;
 };
 
-// ---- any size, in tiles: models/vae_tiling.hpp's plan and blending with the device model ---------
-
-// Encode x [N, C, H, W] (multiples of f) to the posterior, tiled when tile > 0 (encode_tiled).
-template <class T>
-VaePosterior encode_tiled(const CudaAutoencoderKL<T>& m, const Tensor& x, int64_t tile) {
-  const int64_t f = m.config.downsample_factor();
-  if (tile <= 0 || (tile >= x.size(2) && tile >= x.size(3))) return m.encode(x);
-  return VaePosterior::from_moments(run_tiled(x, tile, tile_overlap(tile, f), 1, f, [&](const Tensor& t) { return m.encode_moments(t); }));
-}
-
-// Decode z [N, latent, h, w], tiled with tiles of tile/f latents when tile > 0 (decode_tiled).
-template <class T>
-Tensor decode_tiled(const CudaAutoencoderKL<T>& m, const Tensor& z, int64_t tile) {
-  const int64_t f = m.config.downsample_factor();
-  if (tile <= 0 || (tile / f >= z.size(2) && tile / f >= z.size(3))) return m.decode(z);
-  return run_tiled(z, tile / f, std::max<int64_t>(1, tile_overlap(tile, f) / f), f, 1, [&](const Tensor& t) { return m.decode(t); });
-}
-
-// The UAR/RAID round trip (vae_roundtrip) on the GPU: the same padding, tile choice (the same
-// options give the same tiles as on the CPU), seeded host-side sample and crop. x host f32.
-template <class T>
-Tensor vae_roundtrip(const CudaAutoencoderKL<T>& m, const Tensor& x, const VaeRunOptions& o) {
-  const int64_t h = x.size(2), w = x.size(3), f = m.config.downsample_factor();
-  const Tensor padded = reflect_pad_to_multiple(x, f);
-  const int64_t tile = choose_tile(m.config, padded.size(2), padded.size(3), o);
-  const VaePosterior post = encode_tiled(m, padded, tile);
-  const Tensor z = o.sample ? post.sample(o.seed) : post.mean;
-  const Tensor y = decode_tiled(m, z, tile);
-  return (y.size(2) == h && y.size(3) == w) ? y : y.slice(2, 0, h).slice(3, 0, w).contiguous();
-}
+// Any size, in tiles: models/vae_tiling.hpp's encode_tiled, decode_tiled and vae_roundtrip take
+// a CudaAutoencoderKL as they take the CPU model (the same padding, tiles, blending, seeded
+// host-side sample and crop).
 
 }  // namespace genscope::models

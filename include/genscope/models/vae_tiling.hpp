@@ -155,8 +155,13 @@ inline int64_t choose_tile(const VaeConfig& c, int64_t h, int64_t w, const VaeRu
 // Overlap between tiles: a quarter of the tile (diffusers' tile_overlap_factor 0.25), a multiple of f.
 inline int64_t tile_overlap(int64_t tile, int64_t f) { return std::max(f, tile / 4 / f * f); }
 
+// encode_tiled, decode_tiled and vae_roundtrip take any VAE with `config`, `encode`,
+// `encode_moments` and `decode` on host f32 tensors: AutoencoderKL here, CudaAutoencoderKL<T>
+// (models/vae_cuda.hpp) on a GPU, so both devices cut the same tiles and blend them the same way.
+
 // Encode x [N, C, H, W] (multiples of f) to the posterior, tiled when tile > 0.
-inline VaePosterior encode_tiled(const AutoencoderKL& m, const Tensor& x, int64_t tile) {
+template <class Vae>
+VaePosterior encode_tiled(const Vae& m, const Tensor& x, int64_t tile) {
   const int64_t f = m.config.downsample_factor();
   if (tile <= 0 || (tile >= x.size(2) && tile >= x.size(3))) return m.encode(x);
   return VaePosterior::from_moments(
@@ -164,7 +169,8 @@ inline VaePosterior encode_tiled(const AutoencoderKL& m, const Tensor& x, int64_
 }
 
 // Decode z [N, latent, h, w], tiled with tiles of tile/f latents when tile > 0.
-inline Tensor decode_tiled(const AutoencoderKL& m, const Tensor& z, int64_t tile) {
+template <class Vae>
+Tensor decode_tiled(const Vae& m, const Tensor& z, int64_t tile) {
   const int64_t f = m.config.downsample_factor();
   if (tile <= 0 || (tile / f >= z.size(2) && tile / f >= z.size(3))) return m.decode(z);
   const int64_t lt = tile / f;
@@ -173,7 +179,8 @@ inline Tensor decode_tiled(const AutoencoderKL& m, const Tensor& z, int64_t tile
 
 // The UAR/RAID round trip on x [N, 3, H, W] in [−1, 1], any H and W: reflect-pad to f, encode,
 // sample (seeded) or take the mean, decode, crop back. Not clamped.
-inline Tensor vae_roundtrip(const AutoencoderKL& m, const Tensor& x, const VaeRunOptions& o) {
+template <class Vae>
+Tensor vae_roundtrip(const Vae& m, const Tensor& x, const VaeRunOptions& o) {
   const int64_t h = x.size(2), w = x.size(3), f = m.config.downsample_factor();
   const Tensor padded = reflect_pad_to_multiple(x, f);
   const int64_t tile = choose_tile(m.config, padded.size(2), padded.size(3), o);
