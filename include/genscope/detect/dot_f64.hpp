@@ -28,23 +28,30 @@ struct DotShape {
   int64_t b_prefix = 0;  // 0: none; else a multiple of 4
 };
 
+namespace dot_detail {
+// One vector of doubles (GCC/Clang vector extensions): 8 lanes with AVX-512, else 4.
+#if defined(__AVX512F__)
+constexpr int kLanes = 8;
+#else
+constexpr int kLanes = 4;
+#endif
+typedef double vec __attribute__((vector_size(kLanes * sizeof(double))));
+inline vec load(const double* p) {  // unaligned
+  vec v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+}  // namespace dot_detail
+
 // out[i·ldo + j] = a_i · b_j in double, for rows of a [na, d] and b [nb, d]. A 4×4 register
 // block of vector accumulators (GCC/Clang vector extensions: 8 doubles with AVX-512, else 4),
 // over chunks of 512 features and blocks of 64 columns so that the b rows in use stay in L2 and
 // the a rows in L1. Here na and nb are multiples of 4.
 inline void dot_block_f64_x4(const double* a, int64_t na, const double* b, int64_t nb, int64_t d, double* out, int64_t ldo,
                              DotShape shape = {}) {
-#if defined(__AVX512F__)
-  constexpr int W = 8;
-#else
-  constexpr int W = 4;
-#endif
-  typedef double vec __attribute__((vector_size(W * sizeof(double))));
-  auto load = [](const double* p) {
-    vec v;
-    __builtin_memcpy(&v, p, sizeof v);
-    return v;
-  };
+  constexpr int W = dot_detail::kLanes;
+  using vec = dot_detail::vec;
+  const auto load = dot_detail::load;
   constexpr int64_t kT = 512, kJ = 64;
   const int64_t nq = na / 4, mq = nb;
   for (int64_t i = 0; i < na; ++i) std::fill(out + i * ldo, out + i * ldo + nb, 0.0);
@@ -109,12 +116,8 @@ inline void dot_block_f64(const double* a, int64_t na, const double* b, int64_t 
 // needed. `shape` as above; for b_prefix each panel stops at its last column's prefix.
 inline void gemm_nt_f64(const double* a, int64_t na, const double* b, int64_t nb, int64_t d, double* out, int64_t ldo,
                         DotShape shape = {}) {
-#if defined(__AVX512F__)
-  constexpr int W = 8;
-#else
-  constexpr int W = 4;
-#endif
-  typedef double vec __attribute__((vector_size(W * sizeof(double))));
+  constexpr int W = dot_detail::kLanes;
+  using vec = dot_detail::vec;
   constexpr int kMr = 6, kNr = 2 * W;
   const int64_t panels = (nb + kNr - 1) / kNr;
   parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
@@ -155,17 +158,9 @@ inline void gemm_nt_f64(const double* a, int64_t na, const double* b, int64_t nb
 // Σ a_i b_i in double with 4 vector accumulators: the dependency chain of a scalar sum (which
 // the compiler may not reorder) is what bounds the Cholesky loops below otherwise.
 inline double dot_f64(const double* a, const double* b, int64_t n) {
-#if defined(__AVX512F__)
-  constexpr int W = 8;
-#else
-  constexpr int W = 4;
-#endif
-  typedef double vec __attribute__((vector_size(W * sizeof(double))));
-  auto load = [](const double* p) {
-    vec v;
-    __builtin_memcpy(&v, p, sizeof v);
-    return v;
-  };
+  constexpr int W = dot_detail::kLanes;
+  using vec = dot_detail::vec;
+  const auto load = dot_detail::load;
   vec acc[4] = {};
   int64_t i = 0;
   for (; i + 4 * W <= n; i += 4 * W)
