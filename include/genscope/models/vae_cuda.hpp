@@ -150,14 +150,19 @@ class CudaAutoencoderKL {
   explicit CudaAutoencoderKL(const AutoencoderKL& m) : config(m.config) {
     using namespace vae_cuda_detail;
     encoder_conv_in_ = conv(m.encoder.conv_in, "encoder.conv_in");
-    for (size_t i = 0; i < m.encoder.down_blocks.size(); ++i) {
-      const auto& b = m.encoder.down_blocks[i];
-      Block block;
-      for (size_t j = 0; j < b.resnets.size(); ++j)
-        block.resnets.push_back(resnet(b.resnets[j], cat("encoder.down_blocks.", i, ".resnets.", j)));
-      if (b.downsampler) block.resample = conv(*b.downsampler, cat("encoder.down_blocks.", i, ".downsamplers.0.conv"));
-      down_blocks_.push_back(std::move(block));
-    }
+    // Down and up blocks alike: their resnets, then the resampling conv (`resampler`) if present.
+    const auto blocks = [&](const auto& cpu_blocks, const char* scope, auto resampler, const char* resample_key) {
+      std::vector<Block> out;
+      for (size_t i = 0; i < cpu_blocks.size(); ++i) {
+        const auto& b = cpu_blocks[i];
+        Block block;
+        for (size_t j = 0; j < b.resnets.size(); ++j) block.resnets.push_back(resnet(b.resnets[j], cat(scope, ".", i, ".resnets.", j)));
+        if (b.*resampler) block.resample = conv(*(b.*resampler), cat(scope, ".", i, ".", resample_key));
+        out.push_back(std::move(block));
+      }
+      return out;
+    };
+    down_blocks_ = blocks(m.encoder.down_blocks, "encoder.down_blocks", &DownEncoderBlock2D::downsampler, "downsamplers.0.conv");
     encoder_mid_ = mid(m.encoder.mid_block, "encoder.mid_block");
     encoder_norm_out_ = norm(m.encoder.conv_norm_out);
     encoder_conv_out_ = conv(m.encoder.conv_out, "encoder.conv_out");
@@ -165,14 +170,7 @@ class CudaAutoencoderKL {
     if (m.post_quant_conv) post_quant_conv_ = conv(*m.post_quant_conv, "post_quant_conv");
     decoder_conv_in_ = conv(m.decoder.conv_in, "decoder.conv_in");
     decoder_mid_ = mid(m.decoder.mid_block, "decoder.mid_block");
-    for (size_t i = 0; i < m.decoder.up_blocks.size(); ++i) {
-      const auto& b = m.decoder.up_blocks[i];
-      Block block;
-      for (size_t j = 0; j < b.resnets.size(); ++j)
-        block.resnets.push_back(resnet(b.resnets[j], cat("decoder.up_blocks.", i, ".resnets.", j)));
-      if (b.upsampler) block.resample = conv(*b.upsampler, cat("decoder.up_blocks.", i, ".upsamplers.0.conv"));
-      up_blocks_.push_back(std::move(block));
-    }
+    up_blocks_ = blocks(m.decoder.up_blocks, "decoder.up_blocks", &UpDecoderBlock2D::upsampler, "upsamplers.0.conv");
     decoder_norm_out_ = norm(m.decoder.conv_norm_out);
     decoder_conv_out_ = conv(m.decoder.conv_out, "decoder.conv_out");
     stream_.synchronize();
