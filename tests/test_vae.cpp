@@ -255,6 +255,41 @@ TEST_CASE("a ResNet block reuses an input handed over and leaves a shared one un
   CHECK(rel_error(moved, shared) <= 1e-6);  // in place the shortcut may be summed before the bias
 }
 
+TEST_CASE("a ResNet block that narrows writes its shortcut over its input with the same result") {
+  // decoder.up_blocks.1.resnets.0: 64 → 32 channels with a 1×1 conv_shortcut. 131×129 pixels:
+  // the in-place shortcut's runs of 16384 pixels end with a partial one.
+  const nn::ResnetBlock2D& block = model_a().decoder.up_blocks[1].resnets[0];
+  REQUIRE(block.conv_shortcut.weight.defined());
+  Tensor x = Tensor::empty({1, 64, 131, 129}, DType::F32);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = std::cos(0.013f * static_cast<float>(i));
+  const Tensor separate = block(x);  // x shared: the shortcut goes to a new tensor
+  const Tensor direct_shortcut = block.conv_shortcut(x);
+  const void* storage = x.data_ptr();
+  const Tensor in_place_shortcut = block.shortcut_in_place(x.clone());
+  CHECK(rel_error(in_place_shortcut, direct_shortcut) == 0.0);
+  const Tensor moved = block(std::move(x));
+  CHECK(moved.data_ptr() == storage);  // the output lives in the input's memory
+  CHECK(rel_error(moved, separate) <= 1e-6);
+}
+
+TEST_CASE("a conv reading its input through GroupNorm+SiLU equals the conv of the normalised tensor") {
+  // ops::ConvFusion::input_norm, on the Winograd path (applied while reading) and the implicit
+  // GEMM (a normalised copy); zero padding must stay zero, not SiLU(GroupNorm(0)).
+  const nn::ResnetBlock2D& block = model_a().encoder.down_blocks[1].resnets[1];  // 64 → 64
+  Tensor x = Tensor::empty({2, 64, 9, 7}, DType::F32);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = 2.0f + std::sin(0.07f * static_cast<float>(i));
+  bool& winograd = ops::conv_winograd_enabled();
+  const bool saved = winograd;
+  for (bool on : {true, false}) {
+    CAPTURE(on);
+    winograd = on;
+    const Tensor normalised = block.norm1(x, /*silu=*/true);
+    const ops::GroupNormMap map = block.norm1.map(x, /*silu=*/true);
+    CHECK(rel_error(block.conv1(x, ops::ConvFusion{.input_norm = &map}), block.conv1(normalised)) <= 1e-6);
+  }
+  winograd = saved;
+}
+
 TEST_CASE("seeded noise is torch.randn after torch.manual_seed") {
   CHECK(rel_error(torch_randn(ref("noise_a").shape(), 7), ref("noise_a")) <= 1e-5);
   CHECK(rel_error(torch_randn(ref("noise_b").shape(), 7), ref("noise_b")) <= 1e-5);  // 252 draws: the tail path

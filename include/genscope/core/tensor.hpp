@@ -21,6 +21,9 @@
 #include <string>
 #include <utility>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "genscope/core/dtype.hpp"
 #include "genscope/core/error.hpp"
 
@@ -147,6 +150,20 @@ class Storage {
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
   bool owns_memory() const { return owns_; }
+
+  // Bytes [offset, offset + n) of this owned CPU storage will not be read again before they are
+  // written: the whole pages inside go back to the OS now (madvise MADV_DONTNEED; touched again
+  // they read as zero), so a tensor that shrank in place (a 1×1 conv to fewer channels written
+  // over its input, nn::ResnetBlock2D) stops holding the memory it no longer uses. Advisory: a
+  // no-op for storage genscope does not own, on other devices, or where madvise refuses.
+  void discard(size_t offset, size_t n) const {
+    if (!owns_ || device_ != Device::CPU || offset >= nbytes_) return;
+    n = std::min(n, nbytes_ - offset);
+    const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(data_) + offset, end = begin + n;
+    const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;  // whole pages inside only
+    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  }
 
  private:
   Storage() = default;

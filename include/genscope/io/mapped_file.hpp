@@ -70,6 +70,16 @@ class MappedFile {
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   const std::string& path() const { return path_; }
 
+  // Drop the pages of the mapping from this process's resident set (madvise MADV_DONTNEED). The
+  // next read of a page maps it again from the page cache (a minor fault, no disk read while the
+  // kernel keeps the file cached), so a model whose weights are read layer by layer holds only the
+  // layers in use instead of the whole file (the SD VAE's 335 MB, models/vae.hpp). Pages this
+  // process wrote (copy-on-write, see above) are discarded too and read the file's bytes again:
+  // call it only on mappings whose tensors are never written in place.
+  void release_resident_pages() const {
+    if (data_) ::madvise(data_, size_, MADV_DONTNEED);
+  }
+
  private:
   MappedFile() = default;
   uint8_t* data_ = nullptr;

@@ -184,6 +184,7 @@ class SafetensorsFile {
     path_ = path;
     base_ = mapped->data();
     size_ = mapped->size();
+    mapping_ = mapped;
     owner_ = std::move(mapped);
     parse_header();
   }
@@ -205,6 +206,10 @@ class SafetensorsFile {
   }
 
   const std::string& path() const { return path_; }
+  // MappedFile::release_resident_pages of the file's mapping (nothing for from_memory files).
+  void release_resident_pages() const {
+    if (mapping_) mapping_->release_resident_pages();
+  }
   // Tensor names in header order (the order `inspect` prints).
   const std::vector<std::string>& names() const { return names_; }
   size_t size() const { return entries_.size(); }
@@ -402,6 +407,7 @@ class SafetensorsFile {
 
   std::string path_;
   std::shared_ptr<const void> owner_;  // the MappedFile or the from_memory copy
+  std::shared_ptr<const MappedFile> mapping_;  // the MappedFile, null for from_memory
   uint8_t* base_ = nullptr;
   size_t size_ = 0;
   uint64_t header_size_ = 0;
@@ -448,6 +454,10 @@ class SafetensorsCheckpoint {
     return shards_[it->second];
   }
   const std::vector<SafetensorsFile>& shards() const { return shards_; }
+  // MappedFile::release_resident_pages of every shard.
+  void release_resident_pages() const {
+    for (const auto& s : shards_) s.release_resident_pages();
+  }
 
   // The index's "metadata" (values that are not strings, like transformers' "total_size"
   // number, as compact JSON) or the single file's __metadata__.

@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <random>
 #include <string>
@@ -229,10 +230,16 @@ struct VaeEncoder {
     return e;
   }
 
-  Tensor operator()(const Tensor& x) const {
+  // after_block (if set) runs after each down block and the mid block (AutoencoderKL releases the
+  // weight pages there).
+  Tensor operator()(const Tensor& x, const std::function<void()>& after_block = {}) const {
     Tensor h = conv_in(x);
-    for (const auto& b : down_blocks) h = b(std::move(h));
+    for (const auto& b : down_blocks) {
+      h = b(std::move(h));
+      if (after_block) after_block();
+    }
     h = mid_block(std::move(h));
+    if (after_block) after_block();
     return conv_out(conv_norm_out.apply(std::move(h), /*silu=*/true));
   }
 };
@@ -266,10 +273,15 @@ struct VaeDecoder {
     return d;
   }
 
-  Tensor operator()(const Tensor& z) const {
+  // after_block as VaeEncoder's: after the mid block and each up block.
+  Tensor operator()(const Tensor& z, const std::function<void()>& after_block = {}) const {
     Tensor h = conv_in(z);
     h = mid_block(std::move(h));
-    for (const auto& b : up_blocks) h = b(std::move(h));
+    if (after_block) after_block();
+    for (const auto& b : up_blocks) {
+      h = b(std::move(h));
+      if (after_block) after_block();
+    }
     return conv_out(conv_norm_out.apply(std::move(h), /*silu=*/true));
   }
 };
@@ -281,12 +293,20 @@ class AutoencoderKL {
   VaeDecoder decoder;
   std::optional<nn::Conv2d> quant_conv, post_quant_conv;  // 1×1
 
+  // Drop the weight file's pages from the resident set after each block of the encoder and the
+  // decoder (MappedFile::release_resident_pages): the next block's weights are mapped again from
+  // the page cache as it reads them (minor faults), so a pass holds one block's weights (≤ 42 MB,
+  // the mid block) rather than all 335 MB of SD's f32 file — most of genscope's peak RSS at 256².
+  // The VAE never writes its weights; turn this off before editing them in place.
+  bool release_weight_pages = true;
+
   // Loads any supported layout (diffusers, legacy attention names, original single-file).
   static AutoencoderKL load(const std::string& path) { return load(VaeWeights::open(path)); }
 
   static AutoencoderKL load(const VaeWeights& w) {
     AutoencoderKL m;
     m.layout_ = w.layout();
+    m.weights_.emplace(w);
     m.config = VaeConfig::from_weights(w);
     const VaeConfig& c = m.config;
     m.encoder = VaeEncoder::load(w.scope("encoder"), c);
@@ -303,7 +323,7 @@ class AutoencoderKL {
   // pads other sizes). Returns mean ‖ logvar, unclamped: [N, 2·latent, H/f, W/f].
   Tensor encode_moments(const Tensor& x) const {
     check_input(x, config.in_channels, config.downsample_factor(), "encode");
-    Tensor h = encoder(x);
+    Tensor h = encoder(x, block_done());
     return quant_conv ? (*quant_conv)(h) : h;
   }
 
@@ -312,10 +332,15 @@ class AutoencoderKL {
   // z [N, latent, h, w] → image [N, out, f·h, f·w], roughly in [−1, 1] (not clamped).
   Tensor decode(const Tensor& z) const {
     check_input(z, config.latent_channels, 1, "decode");
-    return decoder(post_quant_conv ? (*post_quant_conv)(z) : z.contiguous());
+    return decoder(post_quant_conv ? (*post_quant_conv)(z) : z.contiguous(), block_done());
   }
 
  private:
+  std::function<void()> block_done() const {
+    if (!release_weight_pages || !weights_) return {};
+    return [this] { weights_->release_resident_pages(); };
+  }
+
   void check_input(const Tensor& x, int64_t channels, int64_t multiple, const char* what) const {
     if (x.dim() != 4 || x.size(1) != channels || x.dtype() != DType::F32)
       fail<ShapeError>("AutoencoderKL::", what, ": input is ", x.str(), "; expected f32[N, ", channels, ", H, W]");
@@ -325,6 +350,7 @@ class AutoencoderKL {
   }
 
   VaeLayout layout_ = VaeLayout::Diffusers;
+  std::optional<VaeWeights> weights_;  // the checkpoint the tensors view, for release_weight_pages
 };
 
 }  // namespace genscope::models

@@ -143,6 +143,7 @@ class VaeWeights {
   const std::string& file_prefix() const { return file_prefix_; }  // e.g. "first_stage_model."
   const std::string& path() const { return file_.path(); }
   int64_t num_up_blocks() const { return num_up_blocks_; }
+  void release_resident_pages() const { file_.release_resident_pages(); }
 
   VaeWeights scope(std::string_view name) const {
     VaeWeights w = *this;

@@ -129,14 +129,15 @@ struct VaeRunOptions {
   int64_t memory_budget = int64_t{1} << 31;  // bytes of activations one encode/decode may use
 };
 
-// Estimated peak bytes of activations for an encode or decode of h×w pixels: about 6
-// full-resolution tensors of block_out_channels[0] floats at once. bench/bench_vae.cpp measured
-// SD v1.4 f32 round trips at a peak RSS of 527 MB (256²) and 934 MB (512²), up to 335 MB of which
-// are the mapped weights: about 0.19 and 0.6 GB of activations (the decoder's first 128-channel
-// ResNet block at full size: its 256-channel input, its shortcut, its conv1 output, plus the
-// Winograd band buffers) against this estimate's 0.2 and 0.8 GB, so it stays on the safe side.
+// Estimated peak bytes of activations for an encode or decode of h×w pixels: 4 full-resolution
+// tensors of block_out_channels[0] floats. The largest moment is the decoder's first
+// 128-channel ResNet block at full size, which holds its 256-channel input (the shortcut is then
+// written over it) and conv1's 128-channel output: 3 such tensors, plus the Winograd band buffers
+// (≈ 32 MB) and the current block's weights. bench/bench_vae.cpp measured SD v1.4 f32 round trips
+// at a peak RSS of 239 MB (256²) and 500 MB (512²) with the weights' pages released between
+// blocks; this estimate says 0.13 and 0.54 GB of activations, on the safe side.
 inline int64_t vae_peak_bytes(const VaeConfig& c, int64_t h, int64_t w) {
-  return 6 * c.block_out_channels.front() * h * w * static_cast<int64_t>(sizeof(float));
+  return 4 * c.block_out_channels.front() * h * w * static_cast<int64_t>(sizeof(float));
 }
 
 // The tile size (pixels) for an image of h×w: 0 (untiled) when it fits the budget.

@@ -32,6 +32,10 @@ struct GroupNorm {
 
   Tensor operator()(const Tensor& x, bool silu = false) const { return ops::group_norm(x, groups, weight, bias, eps, silu); }
 
+  // Only the statistics, as per-channel maps, for a conv that normalises while it reads its input
+  // (ops::ConvFusion::input_norm).
+  ops::GroupNormMap map(const Tensor& x, bool silu = false) const { return ops::group_norm_map(x, groups, weight, bias, eps, silu); }
+
   // The same, overwriting x when the caller handed it over (is_exclusive), else into a new tensor.
   Tensor apply(Tensor x, bool silu = false) const {
     if (!is_exclusive(x)) return (*this)(x, silu);

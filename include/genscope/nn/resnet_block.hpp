@@ -7,6 +7,7 @@
 // dropout is inactive at inference).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -33,23 +34,16 @@ struct ResnetBlock2D {
     return b;
   }
 
-  // x by value: moved in (is_exclusive), its memory is reused — normalised in place when the
-  // shortcut is a conv, else conv2's output accumulates onto it — and GroupNorm+SiLU of conv1's
-  // output runs in place. At most three tensors are alive: x, norm1(x) and conv1's output, or with
-  // a conv_shortcut x (normalised in place), the shortcut and conv1's output; for the decoder's
-  // 256 → 128-channel block at 512² that is 536 MB where normalising into new tensors held 670 MB.
+  // x by value: moved in (is_exclusive), its memory is reused. conv1 reads x through norm1+SiLU
+  // (ops::ConvFusion::input_norm), so no normalised copy is made and x stays intact for the
+  // shortcut; the identity shortcut then receives conv2's output in place, a conv_shortcut is
+  // written over x (shortcut_in_place). At most two full tensors are alive: x and conv1's output.
+  // For the decoder's 256 → 128-channel block at 512² that is 402 MB; normalising into a new
+  // tensor beside x, the shortcut and conv1's output held 536 MB.
   Tensor operator()(Tensor x) const {
-    Tensor base;  // what conv2's output is added to: the shortcut
-    Tensor t;
-    if (conv_shortcut.weight.defined()) {
-      base = conv_shortcut(x);
-      t = norm1.apply(std::move(x), /*silu=*/true);
-    } else {
-      t = norm1(x, /*silu=*/true);
-      base = std::move(x);
-    }
-    Tensor h = conv1(t);
-    t = Tensor();
+    const ops::GroupNormMap n1 = norm1.map(x, /*silu=*/true);
+    Tensor h = conv1(x, ops::ConvFusion{.input_norm = &n1});
+    Tensor base = conv_shortcut.weight.defined() ? shortcut_in_place(std::move(x)) : std::move(x);
     h = norm2.apply(std::move(h), /*silu=*/true);
     // out = conv2(h) + base, written onto base when it is ours alone (bias first, then the
     // shortcut, as torch's `(input_tensor + hidden_states)`, up to f32 rounding order).
@@ -58,6 +52,35 @@ struct ResnetBlock2D {
     base = Tensor();
     conv2.into(out, h, {.residual = &residual});
     return out;
+  }
+
+  // conv_shortcut(x), a 1×1 conv, written over x when x is one image that is ours alone and the
+  // conv narrows it (out ≤ in channels): output pixel p reads only input pixel p, so each run of
+  // pixels is convolved from a copy of its input column into a small buffer, then copied over
+  // x's first `out` planes at that run, which no later run reads. The pages of the planes beyond
+  // are given back (Storage::discard). Otherwise a new tensor.
+  Tensor shortcut_in_place(Tensor x) const {
+    const int64_t in = x.size(1), out = conv_shortcut.out_channels();
+    if (!is_exclusive(x) || x.size(0) != 1 || out > in) return conv_shortcut(x);
+    const int64_t hw = x.size(2) * x.size(3);
+    const int64_t run = std::min(hw, std::max<int64_t>(1024, (int64_t{1} << 20) / in));  // ≈ 4 MB of input per run
+    Tensor column = Tensor::empty({1, in, 1, run}, DType::F32), result = Tensor::empty({1, out, 1, run}, DType::F32);
+    float* d = x.data<float>();
+    for (int64_t p0 = 0; p0 < hw; p0 += run) {
+      const int64_t n = std::min(run, hw - p0);
+      if (n < run) {
+        column = Tensor::empty({1, in, 1, n}, DType::F32);
+        result = Tensor::empty({1, out, 1, n}, DType::F32);
+      }
+      float* c = column.data<float>();
+      for (int64_t i = 0; i < in; ++i) std::copy_n(d + i * hw + p0, n, c + i * n);
+      conv_shortcut.into(result, column);
+      const float* r = result.data<float>();
+      for (int64_t o = 0; o < out; ++o) std::copy_n(r + o * n, n, d + o * hw + p0);
+    }
+    const size_t kept = static_cast<size_t>(out * hw) * sizeof(float);
+    x.storage()->discard(static_cast<size_t>(x.offset()) * sizeof(float) + kept, static_cast<size_t>((in - out) * hw) * sizeof(float));
+    return x.slice(1, 0, out);
   }
 };
 

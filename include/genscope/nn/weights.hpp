@@ -57,6 +57,10 @@ class Weights {
     return t;
   }
 
+  // Drop the file's pages from the resident set (MappedFile::release_resident_pages): for models
+  // that read their weights layer by layer and never write them.
+  void release_resident_pages() const { file_->release_resident_pages(); }
+
   // An optional tensor (a bias some checkpoints omit): undefined Tensor when absent.
   Tensor get_optional(std::string_view name) const { return has(name) ? get(name) : Tensor(); }
 

@@ -27,7 +27,12 @@
 //     (F.interpolate(x, scale_factor=2, mode="nearest"), diffusers' Upsample2D), read through the
 //     packers' addressing (source row iy/2, column ix/2), so the 4× larger tensor never exists;
 //   * ConvFusion::residual: a tensor of the output's shape added after the activation (the
-//     ResNet block's shortcut), which may be `out` itself (accumulate in place).
+//     ResNet block's shortcut), which may be `out` itself (accumulate in place);
+//   * ConvFusion::input_norm: the input is read as GroupNorm(+SiLU) of x, the norm's per-channel
+//     maps (ops::group_norm_map) applied as each value is read into the Winograd input transform,
+//     so a ResNet block keeps x for its shortcut without a normalised copy beside it (134 MB for
+//     SD's 128-channel layers at 512²). Zero padding stays zero: torch pads the normalised tensor.
+//     The other paths normalise a copy of x first (same result, one more tensor).
 #pragma once
 
 #include <algorithm>
@@ -42,6 +47,7 @@
 #include "genscope/core/thread_pool.hpp"
 #include "genscope/ops/activation.hpp"
 #include "genscope/ops/gemm.hpp"
+#include "genscope/ops/norm.hpp"
 
 namespace genscope::ops {
 
@@ -148,6 +154,7 @@ struct Im2col {
 struct ConvFusion {
   int64_t upsample = 1;             // nearest-neighbour upsampling factor of x before the conv
   const Tensor* residual = nullptr;  // f32, contiguous, the output's shape; added after act; may be `out`
+  const GroupNormMap* input_norm = nullptr;  // maps of x's N·C channels: the conv sees their image of x
 };
 
 // Winograd F(2×2, 3×3) on at least this many input and output channels; below, the transforms
@@ -207,9 +214,10 @@ void winograd_weights(const TW* w, int64_t O, int64_t C, float* U) {
 
 // One image: x [C, Hs, Ws] (virtually upsampled by `up` to H×W), y [O, Ho, Wo]; bias, act and
 // residual (which may be y) applied in the output transform, where each y element is written once.
+// `norm` (or null): the input is norm's image of x, channel c through norm.apply(n, c, ·).
 inline void winograd_image(const float* x, int64_t C, int64_t Hs, int64_t Ws, int64_t up, const float* U, int64_t O,
                            int64_t pt, int64_t pl, int64_t Ho, int64_t Wo, const float* bias, Activation act,
-                           const float* residual, float* y) {
+                           const float* residual, float* y, const GroupNormMap* norm = nullptr, int64_t n = 0) {
   const int64_t H = Hs * up, W = Ws * up;
   const int64_t th = (Ho + 1) / 2, tw = (Wo + 1) / 2;
   // Tile rows per band: V and M (16·(C + O)·T floats) near 32 MB, but at least 1024 tiles (each
@@ -251,6 +259,7 @@ inline void winograd_image(const float* x, int64_t C, int64_t Hs, int64_t Ws, in
                 for (int64_t m = lo; m < hi; ++m) dst[m] = src[(first + 2 * m) >> 1];
               else
                 for (int64_t m = lo; m < hi; ++m) dst[m] = src[(first + 2 * m) / up];
+              if (norm) norm->apply(n, c, dst + lo, hi - lo);  // padding (outside [lo, hi)) stays 0
               std::fill(dst + hi, dst + hw, 0.0f);
             }
           }
@@ -393,12 +402,28 @@ inline void conv2d_into(Tensor& out, const Tensor& x_in, const Tensor& w, const 
                         O >= kWinogradMinChannels;
   if (in_place && p.act != Activation::None && !winograd)
     fail<UsageError>("conv2d: accumulating onto out (residual == out) needs activation None");
+  if (f.input_norm) {
+    const GroupNormMap& norm = *f.input_norm;
+    if (norm.channels != C || static_cast<int64_t>(norm.channel.size()) != N * C)
+      fail<ShapeError>("conv2d: input_norm has maps for ", norm.channel.size(), " channels; input is ", x.str());
+    if (!winograd) {  // normalise a copy, then the plain convolution
+      Tensor xn = x.clone();
+      float* v = xn.data<float>();
+      parallel_for(0, N * C, 1, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) norm.apply(i / C, i % C, v + i * Hs * Ws, Hs * Ws);
+      });
+      ConvFusion g = f;
+      g.input_norm = nullptr;
+      conv2d_into(out, xn, w, bias, p, g);
+      return;
+    }
+  }
   if (winograd) {
     const std::unique_ptr<float[]> U(new float[static_cast<size_t>(16 * O * C)]);
     visit_float_tensor(wc, "conv2d: weight", [&](auto* wp) { conv_detail::winograd_weights(wp, O, C, U.get()); });
     for (int64_t n = 0; n < N; ++n)
       conv_detail::winograd_image(xp + n * C * Hs * Ws, C, Hs, Ws, up, U.get(), O, p.pad_top, p.pad_left, Ho, Wo,
-                                  ep.row_bias, p.act, rp ? rp + n * O * P : nullptr, yp + n * O * P);
+                                  ep.row_bias, p.act, rp ? rp + n * O * P : nullptr, yp + n * O * P, f.input_norm, n);
     return;
   }
   const bool pointwise = up == 1 && kh == 1 && kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_top == 0 &&

@@ -12,6 +12,9 @@
 //       groups are converted on the fly into a per-thread buffer.
 //   void group_norm_inplace(x, groups, weight, bias, eps, fuse_silu)
 //       the same overwriting a contiguous f32 x (no second full-size tensor).
+//   GroupNormMap group_norm_map(x, groups, weight, bias, eps, fuse_silu)
+//       only the statistics, as one affine map per (image, channel), for a consumer that
+//       normalises while it reads (a convolution's input, ops::ConvFusion::input_norm).
 //   void layer_norm_row(x, n, w, b, eps, out)   one row, raw pointers (kernel tests' reference)
 //
 // Statistics are two-pass (mean, then Σ(x − mean)²) with block sums in double and the mean kept
@@ -21,6 +24,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "genscope/core/error.hpp"
@@ -75,12 +79,51 @@ inline Tensor layer_norm(const Tensor& x, const Tensor& weight = {}, const Tenso
   return out;
 }
 
+// The affine map GroupNorm applies to one channel once its group's statistics are known:
+// y = ((x − mean.hi) − mean.lo) · rstd · w + b — the exact expression of group_norm below, so a
+// consumer that applies it on the fly (a convolution reading its input through the norm,
+// ops::ConvFusion::input_norm) sees the same floats group_norm would have written.
+struct ChannelAffine {
+  float hi = 0, lo = 0, rstd = 1, w = 1, b = 0;
+  float operator()(float x) const { return ((x - hi) - lo) * rstd * w + b; }
+};
+
+// GroupNorm(+SiLU) of x [N, C, *spatial] as per-(image, channel) maps: the statistics computed,
+// nothing written. What a fused consumer needs instead of the normalised tensor.
+struct GroupNormMap {
+  std::vector<ChannelAffine> channel;  // [N · C]
+  int64_t channels = 0;
+  bool silu = false;
+
+  const ChannelAffine& at(int64_t n, int64_t c) const { return channel[static_cast<size_t>(n * channels + c)]; }
+
+  // Channel (n, c)'s map (then SiLU) on v[0, count), in place.
+  void apply(int64_t n, int64_t c, float* v, int64_t count) const {
+    const ChannelAffine a = at(n, c);
+    if (silu)
+      for (int64_t i = 0; i < count; ++i) {
+        const float y = a(v[i]);
+        v[i] = y / (1.0f + exp_f32(-y));
+      }
+    else
+      for (int64_t i = 0; i < count; ++i) v[i] = a(v[i]);
+  }
+};
+
 namespace detail {
 
+// Mean and 1/√(var + eps) of one group's n contiguous values (two-pass, see the header).
+inline std::pair<SplitMean, float> group_statistics(const float* src, int64_t n, float eps) {
+  const SplitMean mean(sum_blocked(src, n) / static_cast<double>(n));
+  const double var = sum_squared_deviation(src, n, mean) / static_cast<double>(n);
+  return {mean, static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)))};
+}
+
 // GroupNorm of contiguous x into o (o may be x's own f32 data: each element is read before it is
-// written, and the statistics of a group are complete before its first write).
+// written, and the statistics of a group are complete before its first write). With `map`, only
+// the per-channel maps are computed, into it, and o is not used.
 inline void group_norm_impl(const Tensor& xc, float* o, int64_t groups, const Tensor& w, const Tensor& b, float eps,
-                            bool fuse_silu) {
+                            bool fuse_silu, GroupNormMap* map = nullptr) {
   const int64_t batch = xc.size(0), channels = xc.size(1);
   const int64_t spatial = channels ? xc.numel() / (batch * channels) : 0;
   const int64_t per_group = channels / groups, block = per_group * spatial;
@@ -92,21 +135,23 @@ inline void group_norm_impl(const Tensor& xc, float* o, int64_t groups, const Te
       // Group t covers channels [g·per_group, (g+1)·per_group) of sample t / groups: one
       // contiguous block of per_group × spatial elements.
       const float* src = to_float_row(xc, t * block, block, 1, buf);
-      const SplitMean mean(sum_blocked(src, block) / static_cast<double>(block));
-      const double var = sum_squared_deviation(src, block, mean) / static_cast<double>(block);
-      const float rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+      const auto [mean, rstd] = group_statistics(src, block, eps);
       const int64_t c0 = (t % groups) * per_group;
       for (int64_t c = 0; c < per_group; ++c) {
-        const float wc = pw ? pw[c0 + c] : 1.0f, bc = pb ? pb[c0 + c] : 0.0f;
+        const ChannelAffine a{mean.hi, mean.lo, rstd, pw ? pw[c0 + c] : 1.0f, pb ? pb[c0 + c] : 0.0f};
+        if (map) {
+          map->channel[static_cast<size_t>(t * per_group + c)] = a;
+          continue;
+        }
         const float* xs = src + c * spatial;
         float* ys = o + t * block + c * spatial;
         if (fuse_silu)  // one pass: normalise, then SiLU (vectorised exp_f32) while the value is in a register
           for (int64_t i = 0; i < spatial; ++i) {
-            const float v = mean.deviation(xs[i]) * rstd * wc + bc;
+            const float v = a(xs[i]);
             ys[i] = v / (1.0f + exp_f32(-v));
           }
         else
-          for (int64_t i = 0; i < spatial; ++i) ys[i] = mean.deviation(xs[i]) * rstd * wc + bc;
+          for (int64_t i = 0; i < spatial; ++i) ys[i] = a(xs[i]);
       }
     }
   });
@@ -147,6 +192,23 @@ inline void group_norm_inplace(Tensor& x, int64_t groups, const Tensor& weight =
   const Tensor b = affine_param(bias, channels, "group_norm", "bias");
   if (x.numel() == 0) return;
   detail::group_norm_impl(x, x.data<float>(), groups, w, b, eps, fuse_silu);
+}
+
+// The statistics of group_norm(x, ...) as per-channel maps (GroupNormMap), without writing the
+// normalised tensor: for consumers that normalise while they read (ops::ConvFusion::input_norm).
+inline GroupNormMap group_norm_map(const Tensor& x, int64_t groups, const Tensor& weight = {}, const Tensor& bias = {},
+                                   float eps = 1e-5f, bool fuse_silu = false) {
+  detail::check_group_norm_args(x, groups);
+  const int64_t channels = x.size(1);
+  const Tensor w = affine_param(weight, channels, "group_norm", "weight");
+  const Tensor b = affine_param(bias, channels, "group_norm", "bias");
+  GroupNormMap map;
+  map.channels = channels;
+  map.silu = fuse_silu;
+  map.channel.resize(static_cast<size_t>(x.size(0) * channels));
+  if (x.numel() == 0) return map;
+  detail::group_norm_impl(x.contiguous(), nullptr, groups, w, b, eps, fuse_silu, &map);
+  return map;
 }
 
 }  // namespace genscope::ops
