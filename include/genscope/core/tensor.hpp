@@ -96,16 +96,51 @@ inline std::string_view device_name(Device d) { return d == Device::CPU ? "cpu" 
 inline std::ostream& operator<<(std::ostream& os, Device d) { return os << device_name(d); }
 
 // A block of bytes on one device, shared by every tensor that views it.
+//
+// CPU blocks of kMapThreshold bytes or more are anonymous mappings of their own (mmap), unmapped
+// when the last view goes: their memory returns to the OS at once. Through malloc, glibc's dynamic
+// mmap threshold (raised to the size of each freed block, up to 32 MB) and trim threshold keep
+// tens of MB of freed activations and Winograd buffers resident, which showed as 30–80 MB of
+// extra, run-to-run varying peak RSS in the SD VAE at 512².
 class Storage {
  public:
   static constexpr size_t kAlignment = 64;
+  // Under AddressSanitizer every block goes through operator new, so that reads past a large
+  // tensor's end are still caught.
+#if defined(__SANITIZE_ADDRESS__)
+  static constexpr size_t kMapThreshold = SIZE_MAX;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  static constexpr size_t kMapThreshold = SIZE_MAX;
+#else
+  static constexpr size_t kMapThreshold = size_t{1} << 20;
+#endif
+#else
+  static constexpr size_t kMapThreshold = size_t{1} << 20;
+#endif
 
   static std::shared_ptr<Storage> allocate(size_t nbytes, Device device = Device::CPU) {
     auto s = std::shared_ptr<Storage>(new Storage());
     s->nbytes_ = nbytes;
     s->device_ = device;
     s->owns_ = true;
-    if (device == Device::CPU) {
+    if (device == Device::CPU && nbytes >= kMapThreshold) {
+      // Aligned to 2 MB and advised as huge pages (where transparent huge pages are set to
+      // "madvise"): a fresh 134 MB activation then costs 67 page faults instead of 33 000, which
+      // in the SD VAE at 256² was 10 % of the time.
+      constexpr size_t kHuge = size_t{2} << 20;
+      const size_t span = nbytes + kHuge;
+      void* p = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) fail<Error>("out of memory allocating ", nbytes, " bytes");
+      const uintptr_t base = reinterpret_cast<uintptr_t>(p), start = (base + kHuge - 1) / kHuge * kHuge;
+      const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+      const uintptr_t end = (start + nbytes + page - 1) / page * page;  // keep whole pages
+      if (start > base) ::munmap(p, start - base);
+      if (base + span > end) ::munmap(reinterpret_cast<void*>(end), base + span - end);
+      ::madvise(reinterpret_cast<void*>(start), end - start, MADV_HUGEPAGE);
+      s->data_ = reinterpret_cast<void*>(start);
+      s->mapped_ = true;
+    } else if (device == Device::CPU) {
       const size_t rounded = (std::max<size_t>(nbytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
       s->data_ = ::operator new(rounded, std::align_val_t(kAlignment), std::nothrow);
       if (!s->data_) fail<Error>("out of memory allocating ", nbytes, " bytes");
@@ -137,7 +172,9 @@ class Storage {
   Storage& operator=(const Storage&) = delete;
   ~Storage() {
     if (!owns_ || !data_) return;
-    if (device_ == Device::CPU) {
+    if (mapped_) {
+      ::munmap(data_, nbytes_);
+    } else if (device_ == Device::CPU) {
       ::operator delete(data_, std::align_val_t(kAlignment));
     } else {
 #if defined(GENSCOPE_WITH_CUDA)
@@ -171,6 +208,7 @@ class Storage {
   size_t nbytes_ = 0;
   Device device_ = Device::CPU;
   bool owns_ = false;
+  bool mapped_ = false;  // an mmap of its own (CPU, ≥ kMapThreshold bytes)
   std::shared_ptr<const void> keepalive_;
 };
 

@@ -225,12 +225,13 @@ inline void winograd_image(const float* x, int64_t C, int64_t Hs, int64_t Ws, in
   // 512 + 512 channels) and at least one tile row.
   const int64_t band = std::max<int64_t>(1, std::max<int64_t>(1024, (int64_t{8} << 20) / (16 * (C + O))) / tw);
   const int64_t tmax = std::min(band, th) * tw;
-  // Uninitialised (new float[]): every element is written before it is read.
-  const std::unique_ptr<float[]> V(new float[static_cast<size_t>(16 * C * tmax)]), M(new float[static_cast<size_t>(16 * O * tmax)]);
+  // Uninitialised; every element is written before it is read. Tensors rather than new[]: large
+  // blocks are mappings of their own, returned to the OS when freed (core/tensor.hpp, Storage).
+  Tensor V = Tensor::empty({16 * C * tmax}, DType::F32), M = Tensor::empty({16 * O * tmax}, DType::F32);
   const int64_t hw = tw + 1;  // an input row as its even and odd columns, tw + 1 each (4-wide windows at stride 2)
   for (int64_t ty0 = 0; ty0 < th; ty0 += band) {
     const int64_t ty1 = std::min(th, ty0 + band), T = (ty1 - ty0) * tw;
-    float* v = V.get();
+    float* v = V.data<float>();
     parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
       // rows[k]: input row k of the window, even columns then odd (window column 2·tx + j is
       // even[tx + j/2] or odd[tx + j/2]), zero outside the image; t = Bᵀ·rows on the same layout.
@@ -290,8 +291,8 @@ inline void winograd_image(const float* x, int64_t C, int64_t Hs, int64_t Ws, in
         }
       }
     });
-    gemm_batched(Trans::No, Trans::No, 16, O, T, C, 1.0f, U, C, O * C, v, T, C * T, 0.0f, M.get(), T, O * T);
-    const float* m = M.get();
+    float* m = M.data<float>();
+    gemm_batched(Trans::No, Trans::No, 16, O, T, C, 1.0f, U, C, O * C, v, T, C * T, 0.0f, m, T, O * T);
     parallel_for(0, O, 1, [&](int64_t o0, int64_t o1) {
       std::vector<float> row(static_cast<size_t>(4 * tw));  // two output rows, even and odd columns
       for (int64_t o = o0; o < o1; ++o) {
@@ -419,10 +420,11 @@ inline void conv2d_into(Tensor& out, const Tensor& x_in, const Tensor& w, const 
     }
   }
   if (winograd) {
-    const std::unique_ptr<float[]> U(new float[static_cast<size_t>(16 * O * C)]);
-    visit_float_tensor(wc, "conv2d: weight", [&](auto* wp) { conv_detail::winograd_weights(wp, O, C, U.get()); });
+    Tensor Ut = Tensor::empty({16 * O * C}, DType::F32);
+    float* U = Ut.data<float>();
+    visit_float_tensor(wc, "conv2d: weight", [&](auto* wp) { conv_detail::winograd_weights(wp, O, C, U); });
     for (int64_t n = 0; n < N; ++n)
-      conv_detail::winograd_image(xp + n * C * Hs * Ws, C, Hs, Ws, up, U.get(), O, p.pad_top, p.pad_left, Ho, Wo,
+      conv_detail::winograd_image(xp + n * C * Hs * Ws, C, Hs, Ws, up, U, O, p.pad_top, p.pad_left, Ho, Wo,
                                   ep.row_bias, p.act, rp ? rp + n * O * P : nullptr, yp + n * O * P, f.input_norm, n);
     return;
   }
