@@ -134,7 +134,7 @@ struct VaeRunOptions {
 // 128-channel ResNet block at full size, which holds its 256-channel input (the shortcut is then
 // written over it) and conv1's 128-channel output: 3 such tensors, plus the Winograd band buffers
 // (≈ 32 MB) and the current block's weights. bench/bench_vae.cpp measured SD v1.4 f32 round trips
-// at a peak RSS of 239 MB (256²) and 500 MB (512²) with the weights' pages released between
+// at a peak RSS of 191 MB (256²) and 428 MB (512²) with the weights' pages released between
 // blocks; this estimate says 0.13 and 0.54 GB of activations, on the safe side.
 inline int64_t vae_peak_bytes(const VaeConfig& c, int64_t h, int64_t w) {
   return 4 * c.block_out_channels.front() * h * w * static_cast<int64_t>(sizeof(float));

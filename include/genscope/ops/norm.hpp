@@ -157,22 +157,24 @@ inline void group_norm_impl(const Tensor& xc, float* o, int64_t groups, const Te
   });
 }
 
-inline void check_group_norm_args(const Tensor& x, int64_t groups) {
+// Checks x and groups; the weight and bias as f32 [C] (affine_param).
+struct GroupNormAffine {
+  Tensor weight, bias;
+};
+inline GroupNormAffine check_group_norm_args(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias) {
   require_float(x, "group_norm", "x");
   if (x.dim() < 2) fail<ShapeError>("group_norm: x is ", x.str(), "; expected [N, C, *spatial]");
   const int64_t channels = x.size(1);
   if (groups <= 0 || channels % groups != 0)
     fail<ShapeError>("group_norm: ", channels, " channels of x ", x.str(), " do not split into ", groups, " groups");
+  return {affine_param(weight, channels, "group_norm", "weight"), affine_param(bias, channels, "group_norm", "bias")};
 }
 
 }  // namespace detail
 
 inline Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight = {}, const Tensor& bias = {},
                          float eps = 1e-5f, bool fuse_silu = false) {
-  detail::check_group_norm_args(x, groups);
-  const int64_t channels = x.size(1);
-  const Tensor w = affine_param(weight, channels, "group_norm", "weight");
-  const Tensor b = affine_param(bias, channels, "group_norm", "bias");
+  const auto [w, b] = detail::check_group_norm_args(x, groups, weight, bias);
   Tensor out = Tensor::empty(x.shape(), DType::F32);
   if (out.numel() == 0) return out;
   detail::group_norm_impl(x.contiguous(), out.data<float>(), groups, w, b, eps, fuse_silu);
@@ -184,12 +186,9 @@ inline Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight =
 // so the same result bit for bit.
 inline void group_norm_inplace(Tensor& x, int64_t groups, const Tensor& weight = {}, const Tensor& bias = {},
                                float eps = 1e-5f, bool fuse_silu = false) {
-  detail::check_group_norm_args(x, groups);
+  const auto [w, b] = detail::check_group_norm_args(x, groups, weight, bias);
   if (x.dtype() != DType::F32 || !x.is_contiguous())
     fail<ShapeError>("group_norm_inplace: x is ", x.str(), "; expected contiguous f32");
-  const int64_t channels = x.size(1);
-  const Tensor w = affine_param(weight, channels, "group_norm", "weight");
-  const Tensor b = affine_param(bias, channels, "group_norm", "bias");
   if (x.numel() == 0) return;
   detail::group_norm_impl(x, x.data<float>(), groups, w, b, eps, fuse_silu);
 }
@@ -198,14 +197,11 @@ inline void group_norm_inplace(Tensor& x, int64_t groups, const Tensor& weight =
 // normalised tensor: for consumers that normalise while they read (ops::ConvFusion::input_norm).
 inline GroupNormMap group_norm_map(const Tensor& x, int64_t groups, const Tensor& weight = {}, const Tensor& bias = {},
                                    float eps = 1e-5f, bool fuse_silu = false) {
-  detail::check_group_norm_args(x, groups);
-  const int64_t channels = x.size(1);
-  const Tensor w = affine_param(weight, channels, "group_norm", "weight");
-  const Tensor b = affine_param(bias, channels, "group_norm", "bias");
+  const auto [w, b] = detail::check_group_norm_args(x, groups, weight, bias);
   GroupNormMap map;
-  map.channels = channels;
+  map.channels = x.size(1);
   map.silu = fuse_silu;
-  map.channel.resize(static_cast<size_t>(x.size(0) * channels));
+  map.channel.resize(static_cast<size_t>(x.size(0) * map.channels));
   if (x.numel() == 0) return map;
   detail::group_norm_impl(x.contiguous(), nullptr, groups, w, b, eps, fuse_silu, &map);
   return map;
