@@ -86,6 +86,18 @@ inline Tensor layer_norm(const Tensor& x, const Tensor& weight = {}, const Tenso
 struct ChannelAffine {
   float hi = 0, lo = 0, rstd = 1, w = 1, b = 0;
   float operator()(float x) const { return ((x - hi) - lo) * rstd * w + b; }
+
+  // y[i] = map(x[i]), then SiLU when `silu` (vectorised exp_f32 while the value is in a
+  // register); y may be x.
+  void apply(const float* x, float* y, int64_t count, bool silu) const {
+    if (silu)
+      for (int64_t i = 0; i < count; ++i) {
+        const float v = (*this)(x[i]);
+        y[i] = v / (1.0f + exp_f32(-v));
+      }
+    else
+      for (int64_t i = 0; i < count; ++i) y[i] = (*this)(x[i]);
+  }
 };
 
 // GroupNorm(+SiLU) of x [N, C, *spatial] as per-(image, channel) maps: the statistics computed,
@@ -98,16 +110,7 @@ struct GroupNormMap {
   const ChannelAffine& at(int64_t n, int64_t c) const { return channel[static_cast<size_t>(n * channels + c)]; }
 
   // Channel (n, c)'s map (then SiLU) on v[0, count), in place.
-  void apply(int64_t n, int64_t c, float* v, int64_t count) const {
-    const ChannelAffine a = at(n, c);
-    if (silu)
-      for (int64_t i = 0; i < count; ++i) {
-        const float y = a(v[i]);
-        v[i] = y / (1.0f + exp_f32(-y));
-      }
-    else
-      for (int64_t i = 0; i < count; ++i) v[i] = a(v[i]);
-  }
+  void apply(int64_t n, int64_t c, float* v, int64_t count) const { at(n, c).apply(v, v, count, silu); }
 };
 
 namespace detail {
@@ -143,15 +146,7 @@ inline void group_norm_impl(const Tensor& xc, float* o, int64_t groups, const Te
           map->channel[static_cast<size_t>(t * per_group + c)] = a;
           continue;
         }
-        const float* xs = src + c * spatial;
-        float* ys = o + t * block + c * spatial;
-        if (fuse_silu)  // one pass: normalise, then SiLU (vectorised exp_f32) while the value is in a register
-          for (int64_t i = 0; i < spatial; ++i) {
-            const float v = a(xs[i]);
-            ys[i] = v / (1.0f + exp_f32(-v));
-          }
-        else
-          for (int64_t i = 0; i < spatial; ++i) ys[i] = a(xs[i]);
+        a.apply(src + c * spatial, o + t * block + c * spatial, spatial, fuse_silu);  // normalise (+SiLU) in one pass
       }
     }
   });
